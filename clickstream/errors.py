@@ -1,0 +1,63 @@
+"""One error hierarchy; `cli.py` is the one place these become exit codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the `clickstream` command."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    INTERRUPTED = 130
+
+
+class ClickstreamError(Exception):
+    """An expected failure, shown to the user as one line without a traceback."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} ({self.hint})"
+
+
+class ConfigError(ClickstreamError):
+    """The configuration is invalid or a file it names cannot be read."""
+
+    exit_code = ExitCode.USAGE
+
+
+class KafkaUnavailable(ClickstreamError):
+    """The Kafka brokers cannot be reached or refused a request."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class KafkaFailure(ClickstreamError):
+    """Kafka answered with an error that retrying will not fix."""
+
+
+class OpenSearchUnavailable(ClickstreamError):
+    """OpenSearch cannot be reached, or keeps failing after retries."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class OpenSearchFailure(ClickstreamError):
+    """OpenSearch rejected a request in a way that retrying will not fix."""
+
+
+class StackError(ClickstreamError):
+    """The local stack could not be started, stopped or inspected."""
+
+
+class DashboardsError(ClickstreamError):
+    """OpenSearch Dashboards rejected a saved-objects request."""

@@ -1,0 +1,257 @@
+"""Configuration: `conf/clickstream.toml` < `CLICKSTREAM_*` environment < command-line flags.
+
+Files, lowest precedence first:
+
+1. `conf/clickstream.toml` (committed; local-stack defaults), or the file given by
+   `--config` / `CLICKSTREAM_CONFIG`;
+2. `clickstream.local.toml` beside it (git-ignored; your own overrides and secrets);
+3. `opensearch.json` beside it (git-ignored; the proof of concept's format with keys
+   `host`, `username`, `password`, `index`).
+
+Then environment variables (`CLICKSTREAM_KAFKA__BOOTSTRAP_SERVERS=...`, nested with
+`__`), then flags. Secrets are `SecretStr`: they print as `**********`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from clickstream.errors import ConfigError
+
+DEFAULT_CONFIG = Path("conf/clickstream.toml")
+LOCAL_OVERRIDES = "clickstream.local.toml"
+POC_OPENSEARCH_JSON = "opensearch.json"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _existing_file(path: Path | None, what: str) -> Path | None:
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist or is not a file")
+    return path
+
+
+class KafkaSettings(_Section):
+    """Where the events topic lives and how to reach it (Aiven, Confluent, MSK, local)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "clickstream.events"
+    dlq_topic: str = "clickstream.events.dlq"
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    group_id: str = "clickstream-indexer"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    #: Extra librdkafka properties, passed through as they are.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka properties shared by producer, consumer and admin client."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            files = {
+                "ssl.ca.location": (self.ssl_ca_file, "Kafka CA file"),
+                "ssl.certificate.location": (self.ssl_cert_file, "Kafka client certificate"),
+                "ssl.key.location": (self.ssl_key_file, "Kafka client key"),
+            }
+            for key, (path, what) in files.items():
+                if _existing_file(path, what) is not None:
+                    conf[key] = str(path)
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ConfigError(
+                    f"security_protocol {self.security_protocol} needs "
+                    "kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password"
+                )
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.extra)
+        return conf
+
+
+class OpenSearchSettings(_Section):
+    """The OpenSearch cluster that receives the events."""
+
+    url: str = "http://127.0.0.1:9200"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    verify_certs: bool = True
+    index_prefix: str = "clickstream-events"
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        value = value.rstrip("/")
+        return value if "://" in value else f"https://{value}"
+
+    @property
+    def index_pattern(self) -> str:
+        """The pattern matching every daily index, e.g. `clickstream-events-*`."""
+        return f"{self.index_prefix}-*"
+
+
+class DashboardsSettings(_Section):
+    """OpenSearch Dashboards, if you have one; `setup` imports the saved objects there."""
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    verify_certs: bool = True
+
+
+class SimulationSettings(_Section):
+    """The simulated news site."""
+
+    users: int = Field(default=1000, ge=1)
+    articles: int = Field(default=400, ge=1)
+    seed: int | None = None
+
+
+class ConsumerSettings(_Section):
+    """How `consume` batches and retries."""
+
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_timeout: float = Field(default=1.0, gt=0)
+    retry_initial: float = Field(default=0.2, gt=0)
+    retry_max: float = Field(default=10.0, gt=0)
+    retry_attempts: int = Field(default=8, ge=1)
+
+
+class StackSettings(_Section):
+    """The local stack that `clickstream stack up` runs."""
+
+    host: str = "127.0.0.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    opensearch_port: int = Field(default=9200, ge=1, le=65535)
+    state_dir: Path = Path(".clickstream")
+
+
+class Settings(BaseSettings):
+    """Everything `clickstream` can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLICKSTREAM_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    opensearch: OpenSearchSettings = OpenSearchSettings()
+    dashboards: DashboardsSettings = DashboardsSettings()
+    simulation: SimulationSettings = SimulationSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    stack: StackSettings = StackSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-ready values with every secret masked."""
+        return self.model_dump(mode="json")
+
+
+class _PocOpenSearchJson(PydanticBaseSettingsSource):
+    """The proof of concept's `conf/opensearch.json`: host, username, password, index."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            raw = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {self.path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{self.path} must hold a JSON object")
+        keys = {"host": "url", "username": "username", "password": "password", "index": "index_prefix"}
+        section = {ours: raw[theirs] for theirs, ours in keys.items() if raw.get(theirs)}
+        return {"opensearch": section} if section else {}
+
+
+def config_path(explicit: Path | None = None) -> Path:
+    """The main configuration file: the flag, else `CLICKSTREAM_CONFIG`, else the default."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("CLICKSTREAM_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings from the files, the environment and `overrides` (the flags).
+
+    `overrides` is nested like the settings, e.g. `{"kafka": {"topic": "t"}}`; keys whose
+    value is None are ignored, so unset flags leave lower layers alone.
+    """
+    path = config_path(config)
+    if config is not None and not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist")
+    files = [path, path.with_name(LOCAL_OVERRIDES)]
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                _PocOpenSearchJson(settings_cls, path.with_name(POC_OPENSEARCH_JSON)),
+                TomlConfigSettingsSource(settings_cls, toml_file=files, deep_merge=True),
+            )
+
+    try:
+        return _Layered(**_drop_none(overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from None
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out
