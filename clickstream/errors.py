@@ -61,3 +61,9 @@ class StackError(ClickstreamError):
 
 class DashboardsError(ClickstreamError):
     """OpenSearch Dashboards rejected a saved-objects request."""
+
+
+class Interrupted(ClickstreamError):
+    """The user pressed Ctrl-C (or sent SIGINT) where no graceful stop was possible."""
+
+    exit_code = ExitCode.INTERRUPTED

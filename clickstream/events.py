@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: Events older than this are rejected: no news site logged clicks before it.
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -35,7 +42,9 @@ class EventType(StrEnum):
 
 
 #: Event types that concern an article and so carry its fields.
-ARTICLE_EVENTS = frozenset({EventType.PAGE_VIEW, EventType.LIKE, EventType.COMMENT, EventType.SHARE})
+ARTICLE_EVENTS = frozenset(
+    {EventType.PAGE_VIEW, EventType.LIKE, EventType.COMMENT, EventType.SHARE}
+)
 
 
 class DeviceType(StrEnum):

@@ -193,7 +193,12 @@ class _PocOpenSearchJson(PydanticBaseSettingsSource):
             raise ConfigError(f"cannot read {self.path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{self.path} must hold a JSON object")
-        keys = {"host": "url", "username": "username", "password": "password", "index": "index_prefix"}
+        keys = {
+            "host": "url",
+            "username": "username",
+            "password": "password",
+            "index": "index_prefix",
+        }
         section = {ours: raw[theirs] for theirs, ours in keys.items() if raw.get(theirs)}
         return {"opensearch": section} if section else {}
 

@@ -1,0 +1,129 @@
+"""The jobs behind the commands: setup, consume and the demo, wired from the settings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from itertools import islice
+
+from clickstream import consumer, kafka, logs, opensearch, producer, report
+from clickstream.settings import Settings
+from clickstream.terminal import Terminal
+
+log = logs.get("pipeline")
+
+#: How long the demo's consumer waits for more messages before it calls the topic drained.
+DEMO_IDLE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing `setup` looked at: what it is, and whether setup changed it."""
+
+    what: str
+    changed: bool
+    detail: str
+
+
+def setup(settings: Settings) -> list[Change]:
+    """Create the topics and the index template if missing; leave what exists alone."""
+    changes: list[Change] = []
+    for name in (settings.kafka.topic, settings.kafka.dlq_topic):
+        result = kafka.ensure_topic(settings.kafka, name, settings.kafka.partitions)
+        detail = f"{result.partitions} partitions"
+        changes.append(Change(f"topic {name}", result.created, detail))
+    client = opensearch.make_client(settings.opensearch)
+    prefix = settings.opensearch.index_prefix
+    changed = opensearch.ensure_template(client, prefix)
+    changes.append(Change(f"index template {prefix}", changed, f"for {prefix}-*"))
+    log.info("setup", changed=[c.what for c in changes if c.changed])
+    return changes
+
+
+def consume(
+    settings: Settings,
+    terminal: Terminal,
+    *,
+    until_idle: float | None = None,
+    stop: threading.Event | None = None,
+) -> consumer.ConsumeStats:
+    """Consume the events topic into OpenSearch until stopped or idle."""
+    client = opensearch.make_client(settings.opensearch)
+    opensearch.check(client, settings.opensearch.url)
+    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    with terminal.progress("consuming", None) as bar:
+
+        def progress(stats: consumer.ConsumeStats) -> None:
+            bar.update(
+                stats.consumed,
+                detail=f"{stats.indexed:,} indexed, "
+                f"{stats.dead_lettered:,} dead-lettered, {stats.rate:,.0f}/s",
+            )
+
+        worker = consumer.EventConsumer(settings, indexer, on_batch=progress)
+        log.info(
+            "consuming",
+            topic=settings.kafka.topic,
+            group=settings.kafka.group_id,
+            opensearch=settings.opensearch.url,
+            until_idle=until_idle,
+        )
+        stats = worker.run(until_idle=until_idle, stop=stop)
+    log.info("consumed", **stats.as_dict())
+    return stats
+
+
+def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
+    """Stack up, setup, produce `events`, consume until idle, show what OpenSearch holds."""
+    from clickstream import stack  # noqa: PLC0415 - needs the optional [stack] extra
+    from clickstream.simulation import SimulationConfig, Simulator, WallClock  # noqa: PLC0415
+
+    host = settings.stack.host
+    local = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"bootstrap_servers": f"{host}:{settings.stack.kafka_port}"}
+            ),
+            "opensearch": settings.opensearch.model_copy(
+                update={"url": f"http://{host}:{settings.stack.opensearch_port}"}
+            ),
+        }
+    )
+    terminal.say("[bold]1/4[/] starting the local stack")
+    status, started = stack.up(local.stack)
+    terminal.say(report.stack_status(status, started=started))
+
+    terminal.say("[bold]2/4[/] creating topics and the index template")
+    terminal.say(report.setup_lines(setup(local)))
+
+    terminal.say(f"[bold]3/4[/] simulating {events:,} events into {local.kafka.topic}")
+    sim = local.simulation
+    config = SimulationConfig(users=sim.users, articles=sim.articles, seed=sim.seed)
+    stats = producer.ProduceStats()
+    sink = producer.KafkaSink(local.kafka, local.kafka.topic, stats)
+    with terminal.progress("producing", events) as bar:
+        producer.run(
+            islice(Simulator(config, clock=WallClock()), events),
+            sink,
+            stats,
+            on_progress=lambda s: bar.update(s.produced),
+        )
+    terminal.say(report.produce_summary(stats, local.kafka.topic))
+
+    terminal.say(
+        f"[bold]4/4[/] indexing into OpenSearch until the topic is idle for {DEMO_IDLE_SECONDS:g}s"
+    )
+    consumed = consume(local, terminal, until_idle=DEMO_IDLE_SECONDS)
+    terminal.say(report.consume_summary(consumed))
+
+    client = opensearch.make_client(local.opensearch)
+    summary = opensearch.summary(client, local.opensearch.index_prefix)
+    terminal.say(report.index_summary(summary, local.opensearch.index_pattern))
+    search = f"{local.opensearch.url}/{local.opensearch.index_pattern}/_search?pretty"
+    terminal.say(
+        "\nThe stack keeps running. Look around:\n"
+        f"  curl '{search}'\n"
+        "  clickstream produce --rate 50      (live traffic; Ctrl-C to stop)\n"
+        "  clickstream consume                (index it as it comes)\n"
+        "Stop it with: clickstream stack down"
+    )

@@ -1,0 +1,1 @@
+"""Tests against real broker and search server processes."""

@@ -1,0 +1,120 @@
+"""Settings layering: file < local file < opensearch.json < environment < flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clickstream.errors import ConfigError
+from clickstream.settings import load_settings
+
+
+@pytest.fixture
+def conf(tmp_path, monkeypatch):
+    """A config file in a temporary conf/ directory, and a clean environment."""
+    for key in list(__import__("os").environ):
+        if key.startswith("CLICKSTREAM_"):
+            monkeypatch.delenv(key)
+    path = tmp_path / "clickstream.toml"
+    path.write_text(
+        '[kafka]\ntopic = "from-file"\ngroup_id = "file-group"\n'
+        '[opensearch]\nurl = "http://file:9200"\n'
+    )
+    return path
+
+
+class TestLayering:
+    def test_file_over_defaults(self, conf):
+        """Values in the file replace the built-in defaults, others stay default."""
+        settings = load_settings(conf)
+        assert settings.kafka.topic == "from-file"
+        assert settings.kafka.partitions == 3
+
+    def test_env_over_file(self, conf, monkeypatch):
+        """CLICKSTREAM_* variables (nested with __) override the file."""
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__TOPIC", "from-env")
+        settings = load_settings(conf)
+        assert settings.kafka.topic == "from-env"
+        assert settings.kafka.group_id == "file-group"
+
+    def test_flags_over_env(self, conf, monkeypatch):
+        """Flags override the environment; unset flags (None) leave lower layers alone."""
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__TOPIC", "from-env")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__GROUP_ID", "env-group")
+        settings = load_settings(conf, {"kafka": {"topic": "from-flag", "group_id": None}})
+        assert settings.kafka.topic == "from-flag"
+        assert settings.kafka.group_id == "env-group"
+
+    def test_local_file_over_main_file(self, conf):
+        """clickstream.local.toml beside the main file overrides it."""
+        conf.with_name("clickstream.local.toml").write_text('[kafka]\ntopic = "local"\n')
+        settings = load_settings(conf)
+        assert settings.kafka.topic == "local"
+        assert settings.kafka.group_id == "file-group"
+
+    def test_poc_opensearch_json(self, conf):
+        """The proof of concept's opensearch.json sets url, credentials and index prefix."""
+        conf.with_name("opensearch.json").write_text(
+            json.dumps(
+                {
+                    "host": "search.example.com:443",
+                    "username": "avnadmin",
+                    "password": "s3cret",
+                    "index": "clicks",
+                }
+            )
+        )
+        settings = load_settings(conf)
+        assert settings.opensearch.url == "https://search.example.com:443"
+        assert settings.opensearch.username == "avnadmin"
+        assert settings.opensearch.password is not None
+        assert settings.opensearch.password.get_secret_value() == "s3cret"
+        assert settings.opensearch.index_prefix == "clicks"
+
+
+class TestSecrets:
+    def test_secrets_masked(self, conf, monkeypatch):
+        """Passwords never appear in the printable form of the settings."""
+        monkeypatch.setenv("CLICKSTREAM_OPENSEARCH__PASSWORD", "hunter2")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SASL_PASSWORD", "hunter3")
+        settings = load_settings(conf)
+        shown = json.dumps(settings.redacted()) + repr(settings) + str(settings)
+        assert "hunter2" not in shown
+        assert "hunter3" not in shown
+
+    def test_sasl_config(self, conf, monkeypatch):
+        """SASL settings become librdkafka properties, password included only there."""
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SASL_MECHANISM", "SCRAM-SHA-256")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SASL_USERNAME", "avnadmin")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SASL_PASSWORD", "pw")
+        config = load_settings(conf).kafka.client_config()
+        assert config["sasl.mechanism"] == "SCRAM-SHA-256"
+        assert config["sasl.password"] == "pw"
+        assert config["security.protocol"] == "SASL_SSL"
+
+    def test_ssl_files_must_exist(self, conf, monkeypatch, tmp_path):
+        """A missing certificate file is a configuration error naming the file."""
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SECURITY_PROTOCOL", "SSL")
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__SSL_CA_FILE", str(tmp_path / "ca.pem"))
+        with pytest.raises(ConfigError, match=r"ca\.pem"):
+            load_settings(conf).kafka.client_config()
+
+
+class TestErrors:
+    def test_invalid_value(self, conf):
+        """A bad value is one ConfigError naming the setting."""
+        with pytest.raises(ConfigError, match=r"kafka\.partitions"):
+            load_settings(conf, {"kafka": {"partitions": 0}})
+
+    def test_missing_explicit_file(self, tmp_path):
+        """An explicitly named config file that is missing is an error."""
+        with pytest.raises(ConfigError, match="does not exist"):
+            load_settings(tmp_path / "nope.toml")
+
+    def test_unknown_key_in_file(self, conf):
+        """A misspelt key in the file is reported, not ignored."""
+        conf.write_text('[kafka]\ntopik = "x"\n')
+        with pytest.raises(ConfigError, match="topik"):
+            load_settings(conf)
