@@ -1,0 +1,177 @@
+"""The pipeline against real broker and search server processes: exact counts, replays, DLQ."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from itertools import islice
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+from opensearchpy import OpenSearch
+from opensearchpy.helpers import scan
+
+from clickstream import opensearch, pipeline, producer
+from clickstream.consumer import ConsumeStats, EventConsumer
+from clickstream.settings import Settings
+from clickstream.simulation import SimulationConfig, Simulator
+from tests.helpers import make_event
+
+START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def produce(settings: Settings, count: int, seed: int = 1) -> set[str]:
+    """Publish `count` simulated events; return their event ids."""
+    config = SimulationConfig(users=300, seed=seed, start=START)
+    events = list(islice(Simulator(config), count))
+    stats = producer.ProduceStats()
+    sink = producer.KafkaSink(settings.kafka, settings.kafka.topic, stats)
+    producer.run(events, sink, stats)
+    assert stats.delivered == count
+    assert stats.failed == 0
+    return {str(event.event_id) for event in events}
+
+
+def consume(settings: Settings, **kwargs: object) -> ConsumeStats:
+    client = opensearch.make_client(settings.opensearch)
+    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    return EventConsumer(settings, indexer, **kwargs).run(until_idle=2.0)  # type: ignore[arg-type]
+
+
+def indexed_ids(client: OpenSearch, prefix: str) -> list[str]:
+    client.indices.refresh(index=f"{prefix}-*")
+    return [hit["_id"] for hit in scan(client, index=f"{prefix}-*", query={"_source": False})]
+
+
+def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
+    """Every message of `topic` as (value, headers), read with a throwaway group."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    reader.subscribe([topic])
+    found: list[tuple[bytes | None, dict[str, bytes]]] = []
+    idle = 0
+    while idle < 6:
+        batch = reader.consume(500, 0.5)
+        idle = 0 if batch else idle + 1
+        for msg in batch:
+            if msg.error() is None:
+                headers = {k: v for k, v in (msg.headers() or []) if isinstance(v, bytes)}
+                found.append((msg.value(), headers))
+    reader.close()
+    return found
+
+
+class TestExactlyOnceInTheIndex:
+    def test_ten_thousand_events_indexed_once(self, settings, opensearch_client, make_settings):
+        """10,000 produced events become exactly 10,000 documents whose ids are the event ids;
+        consuming everything again in a new group leaves the index unchanged."""
+        pipeline.setup(settings)
+        produced = produce(settings, 10_000)
+        assert len(produced) == 10_000
+
+        stats = consume(settings)
+        assert (stats.consumed, stats.indexed, stats.dead_lettered) == (10_000, 10_000, 0)
+        ids = indexed_ids(opensearch_client, settings.opensearch.index_prefix)
+        assert len(ids) == 10_000
+        assert set(ids) == produced
+
+        replay = make_settings(kafka={"group_id": f"replay-{uuid.uuid4().hex}"})
+        again = consume(replay)
+        assert again.indexed == 10_000
+        assert opensearch.count(opensearch_client, settings.opensearch.index_prefix) == 10_000
+
+    def test_resume_from_committed_offsets(self, make_settings, opensearch_client):
+        """A consumer stopped half-way and restarted in its group reads only the rest."""
+        settings = make_settings(consumer={"batch_size": 500})
+        pipeline.setup(settings)
+        produced = produce(settings, 10_000, seed=2)
+        stop = threading.Event()
+
+        def halfway(stats: ConsumeStats) -> None:
+            if stats.consumed >= 5_000:
+                stop.set()
+
+        client = opensearch.make_client(settings.opensearch)
+        indexer = opensearch.BulkIndexer(
+            client, settings.opensearch.index_prefix, settings.consumer
+        )
+        first = EventConsumer(settings, indexer, on_batch=halfway).run(stop=stop)
+        assert 5_000 <= first.consumed < 10_000
+
+        second = consume(settings)
+        assert first.consumed + second.consumed == 10_000
+        ids = indexed_ids(opensearch_client, settings.opensearch.index_prefix)
+        assert len(ids) == 10_000
+        assert set(ids) == produced
+
+
+class TestDeadLetters:
+    def test_bad_messages_dead_lettered_good_ones_indexed(self, settings, opensearch_client):
+        """A malformed and a schema-violating message land in the DLQ with their reasons and
+        source; every valid message is indexed; the offsets move past all of them."""
+        pipeline.setup(settings)
+        good = [make_event(user_id=f"user-{i:06d}") for i in range(20)]
+        wrong_schema = orjson.loads(good[0].to_json())
+        wrong_schema.update(event_id=str(uuid.uuid4()), event_type="teleport")
+        bad = [b'{"event_id": "not closed', orjson.dumps(wrong_schema)]
+        raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        for value in [e.to_json() for e in good[:10]] + bad + [e.to_json() for e in good[10:]]:
+            raw.produce(settings.kafka.topic, value, b"key")
+        assert raw.flush(10) == 0
+
+        stats = consume(settings)
+        assert (stats.consumed, stats.indexed, stats.dead_lettered) == (22, 20, 2)
+        assert opensearch.count(opensearch_client, settings.opensearch.index_prefix) == 20
+
+        letters = read_all(settings, settings.kafka.dlq_topic)
+        assert sorted(value for value, _ in letters) == sorted(bad)
+        kinds = {value: h["clickstream.error.kind"] for value, h in letters}
+        assert kinds[bad[0]] == b"invalid_json"
+        assert kinds[bad[1]] == b"invalid_event"
+        for value, headers in letters:
+            assert headers["clickstream.source.topic"] == settings.kafka.topic.encode()
+            assert headers["clickstream.error.reason"]
+            assert int(headers["clickstream.source.offset"]) >= 0
+            if value == bad[1]:
+                assert b"event_type" in headers["clickstream.error.reason"]
+
+        # Nothing is left to read: the group's offsets are past the bad messages.
+        assert consume(settings).consumed == 0
+
+    def test_rejected_by_mapping_is_dead_lettered(self, settings, opensearch_client):
+        """A document OpenSearch rejects is dead-lettered with OpenSearch's reason."""
+        pipeline.setup(settings)
+        # Make the daily index's mapping disagree with the events: article_id as a long.
+        event = make_event()
+        index = opensearch.index_name(settings.opensearch.index_prefix, event)
+        opensearch_client.indices.create(
+            index=index, body={"mappings": {"properties": {"article_id": {"type": "long"}}}}
+        )
+        raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        others = [make_event(article_id="12345") for _ in range(5)]
+        for value in [event.to_json()] + [e.to_json() for e in others]:
+            raw.produce(settings.kafka.topic, value, b"key")
+        assert raw.flush(10) == 0
+
+        stats = consume(settings)
+        assert (stats.consumed, stats.indexed, stats.dead_lettered) == (6, 5, 1)
+        letters = read_all(settings, settings.kafka.dlq_topic)
+        assert len(letters) == 1
+        assert letters[0][1]["clickstream.error.kind"] == b"rejected_by_opensearch"
+        assert letters[0][1]["clickstream.error.reason"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs():
+    """Keep the per-batch log lines out of the test output."""
+    from clickstream import logs  # noqa: PLC0415
+
+    logs.configure("warning")
