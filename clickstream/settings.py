@@ -87,6 +87,9 @@ class KafkaSettings(_Section):
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = self.sasl_password.get_secret_value()
+        # librdkafka would log every failed reconnect to stderr; our error callbacks and
+        # wrapped exceptions report connection problems once. `kafka.extra` can override.
+        conf["log_level"] = "0"
         conf.update(self.extra)
         return conf
 
