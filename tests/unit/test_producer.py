@@ -7,7 +7,7 @@ import threading
 
 import orjson
 
-from clickstream.producer import Pacer, ProduceStats, StreamSink, run
+from clickstream.producer import CHUNK, Pacer, ProduceStats, StreamSink, chunk_size, run
 from tests.helpers import make_event
 
 
@@ -35,6 +35,20 @@ class TestPacer:
             pacer.wait(index, stop)
         assert abs(fake.now - 105.0) < 1e-6
 
+    def test_run_holds_the_rate_over_a_minute(self):
+        """run at 2,000/s for 60 s (on a fake clock) sends 120,000 events, within 0.1%."""
+        fake = FakeTime()
+        stop = threading.Event()
+        stop.wait = lambda timeout=None: fake.sleep(timeout or 0) or False  # type: ignore[method-assign]
+        stats = ProduceStats()
+        sink = StreamSink(io.BytesIO(), stats)
+        messages = ((b"k", b"{}") for _ in range(10**6))
+        pacer = Pacer(2000, clock=fake.clock, sleep=fake.sleep)
+        run(messages, sink, stats, duration=60, rate=2000, stop=stop, pacer=pacer,
+            clock=fake.clock)  # fmt: skip
+        assert abs(stats.produced - 120_000) <= 120
+        assert abs(fake.now - 160.0) < 0.1
+
     def test_zero_rate_never_waits(self):
         """Rate 0 means as fast as possible."""
         fake = FakeTime()
@@ -56,22 +70,48 @@ class TestRun:
         assert stats.produced == stats.delivered == 10
         assert all(orjson.loads(line)["event_type"] == "page_view" for line in lines)
 
-    def test_stop_ends_run_and_flags_interrupted(self):
-        """A set stop event ends the run and marks it interrupted."""
+    def test_stop_ends_run_within_one_chunk_and_flags_interrupted(self):
+        """A set stop event ends the run at the end of the chunk in progress."""
         out = io.BytesIO()
         stats = ProduceStats()
         stop = threading.Event()
 
         def events():
-            for index in range(1000):
+            for index in range(10 * CHUNK):
                 if index == 7:
                     stop.set()
                 yield make_event()
 
         run(events(), StreamSink(out, stats), stats, stop=stop)
         assert stats.interrupted
-        assert stats.produced == 7
-        assert len(out.getvalue().splitlines()) == 7
+        assert 7 <= stats.produced <= CHUNK
+        assert len(out.getvalue().splitlines()) == stats.produced == stats.delivered
+
+    def test_count_is_exact_across_chunks(self):
+        """--count is exact however it falls across chunks."""
+        out = io.BytesIO()
+        stats = ProduceStats()
+        messages = ((b"k", b'{"n":%d}' % n) for n in range(10 * CHUNK))
+        run(messages, StreamSink(out, stats), stats, count=2 * CHUNK + 5)
+        lines = out.getvalue().splitlines()
+        assert len(lines) == stats.produced == 2 * CHUNK + 5
+        assert [orjson.loads(line)["n"] for line in lines] == list(range(2 * CHUNK + 5))
+        assert not stats.interrupted
+
+    def test_a_finite_stream_ends_the_run(self):
+        """When the messages run out (a backfill reached its end) the run ends by itself."""
+        out = io.BytesIO()
+        stats = ProduceStats()
+        run(((b"k", b"{}") for _ in range(CHUNK + 1)), StreamSink(out, stats), stats)
+        assert stats.produced == stats.delivered == CHUNK + 1
+        assert not stats.interrupted
+
+    def test_chunks_are_about_ten_milliseconds_at_the_target_rate(self):
+        """As fast as possible: full chunks; at 200/s: 2 events; at 5/s: 1 event at a time."""
+        assert chunk_size(0) == CHUNK
+        assert chunk_size(200) == 2
+        assert chunk_size(5) == 1
+        assert chunk_size(10**7) == CHUNK
 
     def test_summary_numbers(self):
         """The summary dict reports what was counted."""

@@ -1,19 +1,27 @@
-"""The simulated news site: sessions, users, articles, time and determinism."""
+"""The simulated news site: time, modes, determinism, configuration and the JSON it emits."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from itertools import islice, pairwise
 
+import orjson
 import pytest
 
-from clickstream.events import ARTICLE_EVENTS, DeviceType, Event, EventType
-from clickstream.simulation import CATEGORIES, SimulationConfig, Simulator
+from clickstream import scenarios
+from clickstream.events import ARTICLE_EVENTS, Event, EventType
+from clickstream.simulation import CATEGORIES, SimulationConfig, Simulator, WallClock
+from clickstream.site import is_bot
 
 START = dt.datetime(2025, 1, 6, 8, 0, tzinfo=dt.UTC)
-ENGAGEMENTS = {EventType.LIKE, EventType.COMMENT, EventType.SHARE}
+
+
+def lines(n: int, **config) -> list[bytes]:
+    """The first `n` JSON values of a backfill from START (unless told otherwise)."""
+    config.setdefault("start", START)
+    return [value for _, value in islice(Simulator(SimulationConfig(**config)).messages(), n)]
 
 
 def take(n: int, **config) -> list[Event]:
@@ -21,239 +29,220 @@ def take(n: int, **config) -> list[Event]:
     return list(islice(Simulator(SimulationConfig(**config)), n))
 
 
-def by_session(events: list[Event]) -> dict[object, list[Event]]:
-    sessions: dict[object, list[Event]] = defaultdict(list)
-    for event in events:
-        sessions[event.session_id].append(event)
-    return sessions
-
-
-@pytest.fixture(scope="module")
-def events() -> list[Event]:
-    return take(15_000, seed=7)
-
-
-@pytest.fixture(scope="module")
-def sessions(events) -> dict[object, list[Event]]:
-    return by_session(events)
-
-
 class FakeClock:
     """A clock that advances one millisecond each time it is read."""
 
     def __init__(self, start: dt.datetime) -> None:
-        self.current = start
+        self.current = int(start.timestamp() * 1000)
         self.readings: list[dt.datetime] = []
 
-    def now(self) -> dt.datetime:
-        self.current += dt.timedelta(milliseconds=1)
-        self.readings.append(self.current)
+    def millis(self) -> int:
+        self.current += 1
+        self.readings.append(dt.datetime.fromtimestamp(self.current / 1000, dt.UTC))
         return self.current
 
 
-class TestSessions:
-    def test_every_session_starts_with_login(self, sessions):
-        """The first event of every session is its login, and there is only one login."""
-        assert len(sessions) > 1000
-        for session in sessions.values():
-            assert session[0].event_type is EventType.LOGIN
-            assert [e.event_type for e in session].count(EventType.LOGIN) == 1
+class TestSerialization:
+    """The JSON built directly by the simulator is exactly the Event model's JSON."""
 
-    def test_engagement_only_on_an_article_viewed_earlier(self, sessions):
-        """Likes, comments and shares follow a page view of that article in the same session."""
-        engaged = 0
-        for session in sessions.values():
-            viewed: set[str | None] = set()
-            for event in session:
-                if event.event_type is EventType.PAGE_VIEW:
-                    viewed.add(event.article_id)
-                elif event.event_type in ENGAGEMENTS:
-                    engaged += 1
-                    assert event.article_id in viewed, event
-        assert engaged > 1000
+    @pytest.mark.parametrize("scenario", list(scenarios.SCENARIOS))
+    def test_every_line_validates_and_equals_the_model_serialization(self, scenario):
+        """Each line parses as a valid Event whose own to_json gives back the same bytes."""
+        config = scenarios.config(scenario, seed=21, start=START)
+        values = [value for _, value in islice(Simulator(config).messages(), 12_000)]
+        kinds = Counter()
+        for value in values:
+            event = Event.from_json(value)
+            assert event.to_json() == value
+            kinds[event.event_type] += 1
+        assert set(kinds) == set(EventType)
 
-    def test_session_keeps_its_user_device_agent_and_ip(self, sessions):
-        """user, device_type, user_agent, ip and country are the same throughout a session."""
-        for session in sessions.values():
-            contexts = {(e.user_id, e.device_type, e.user_agent, e.ip, e.country) for e in session}
-            assert len(contexts) == 1
+    def test_key_is_the_user_id(self):
+        """Each message is keyed by the user id of its event."""
+        simulator = Simulator(SimulationConfig(seed=4, start=START))
+        for key, value in islice(simulator.messages(), 2000):
+            assert orjson.loads(value)["user_id"].encode() == key
 
-    def test_most_sessions_end_with_logout_and_nothing_follows_it(self, events, sessions):
-        """About 85% of finished sessions log out, and a logout is a session's last event."""
-        early = {
-            e.session_id for e in events[: len(events) // 2] if e.event_type is EventType.LOGIN
-        }
-        logged_out = 0
-        for session_id in early:
-            types = [e.event_type for e in sessions[session_id]]
-            if EventType.LOGOUT in types:
-                logged_out += 1
-                assert types.index(EventType.LOGOUT) == len(types) - 1
-        assert 0.78 < logged_out / len(early) < 0.92
+    def test_iterating_gives_validated_events(self):
+        """Iterating a simulator yields the Events of its messages, in the same order."""
+        simulator = Simulator(SimulationConfig(seed=4, start=START))
+        values = [value for _, value in islice(simulator.messages(), 300)]
+        assert [event.to_json() for event in islice(simulator, 300)] == values
 
-    def test_engagements_get_rarer_from_likes_to_comments_to_shares(self, events):
-        """Comments are rarer than likes, and shares rarer than comments."""
-        counts = Counter(e.event_type for e in events)
-        assert counts[EventType.PAGE_VIEW] > counts[EventType.LIKE]
-        assert counts[EventType.LIKE] > 2 * counts[EventType.COMMENT] > 0
-        assert counts[EventType.COMMENT] > 1.5 * counts[EventType.SHARE] > 0
-
-    def test_only_comments_carry_text_and_page_views_carry_referrers(self, events):
-        """comment_text is on comments only; referrers appear on page views only, often external."""
-        referrers = Counter(e.referrer for e in events if e.event_type is EventType.PAGE_VIEW)
-        assert all(e.referrer is None for e in events if e.event_type is not EventType.PAGE_VIEW)
-        assert referrers[None] > 0
-        assert referrers["https://www.google.com/"] > 0
-        assert any(r and r.startswith("https://news.example.com/") for r in referrers)
-        comments = [e.comment_text for e in events if e.event_type is EventType.COMMENT]
-        assert all(text and text.endswith(".") for text in comments)
-        assert len(set(comments)) > 50
-
-    def test_device_mix_is_mobile_heavy(self, sessions):
-        """Sessions are mostly mobile, then desktop, then tablet, each with a matching agent."""
-        devices = Counter(session[0].device_type for session in sessions.values())
-        share = {device: count / len(sessions) for device, count in devices.items()}
-        assert 0.5 < share[DeviceType.MOBILE] < 0.7
-        assert 0.22 < share[DeviceType.DESKTOP] < 0.42
-        assert 0.03 < share[DeviceType.TABLET] < 0.14
-        for session in sessions.values():
-            agent, device = session[0].user_agent, session[0].device_type
-            handheld = any(word in agent for word in ("iPhone", "iPad", "Android"))
-            assert handheld == (device is not DeviceType.DESKTOP), agent
-            assert ("Mobile" in agent and "iPad" not in agent) == (device is DeviceType.MOBILE)
+    def test_ids_are_unique_random_uuids(self):
+        """Event and session ids are distinct version-4 UUIDs."""
+        events = take(20_000, seed=8)
+        assert len({e.event_id for e in events}) == len(events)
+        assert all(e.event_id.version == 4 and e.session_id.version == 4 for e in events)
+        assert len({e.session_id for e in events}) > 2000
 
 
-class TestCatalog:
-    def test_article_popularity_is_skewed(self, events):
-        """The 10% most viewed articles get far more than 10% of the page views."""
-        views = Counter(e.article_id for e in events if e.event_type is EventType.PAGE_VIEW)
-        top = sum(count for _, count in views.most_common(400 // 10))
-        assert top / sum(views.values()) > 0.45
+class TestTime:
+    """Backfill runs in simulated time up to its end or now; real time uses the clock."""
 
-    def test_articles_are_stable_and_well_formed(self, events):
+    def test_backfill_starts_at_start_and_never_goes_back(self):
+        """Timestamps begin shortly after the start and never decrease."""
+        stamps = [e.timestamp for e in take(20_000, seed=7)]
+        assert START <= stamps[0] < START + dt.timedelta(minutes=5)
+        assert stamps == sorted(stamps)
+        assert stamps[-1] - stamps[0] > dt.timedelta(hours=12)
+
+    def test_backfill_stops_at_end(self):
+        """With an end, the stream is finite and every event is before the end."""
+        end = START + dt.timedelta(hours=6)
+        events = take(10**9, seed=3, end=end)
+        assert 1000 < len(events) < 100_000
+        assert all(START <= e.timestamp < end for e in events)
+        assert events[-1].timestamp > end - dt.timedelta(minutes=10)
+
+    def test_backfill_never_reaches_the_future(self):
+        """An end in the future (or none) is clipped to now: no event is stamped ahead."""
+        now = dt.datetime.now(dt.UTC)
+        start = now - dt.timedelta(hours=3)
+        for end in (None, now + dt.timedelta(days=30)):
+            simulator = Simulator(SimulationConfig(seed=5, users=5000, start=start, end=end))
+            assert simulator.end is not None
+            assert simulator.end <= dt.datetime.now(dt.UTC)
+            events = [orjson.loads(value) for _, value in simulator.messages()]
+            assert len(events) > 1000
+            latest = max(e["timestamp"] for e in events)
+            assert latest <= dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")[:23]
+
+    def test_start_in_the_future_is_refused(self):
+        """A backfill that would begin after now is an error, not an empty stream."""
+        with pytest.raises(ValueError, match="not before now"):
+            Simulator(SimulationConfig(start=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
+
+    def test_real_time_mode_stamps_events_with_the_clock(self):
+        """With a clock, each event has the clock's time, and the actions keep simulated order."""
+        clock = FakeClock(dt.datetime(2025, 5, 5, 12, tzinfo=dt.UTC))
+        live = list(islice(Simulator(SimulationConfig(seed=9, start=START), clock), 500))
+        assert [e.timestamp for e in live] == clock.readings
+        simulated = take(500, seed=9)
+        strip = {"timestamp"}
+        assert [e.model_dump(exclude=strip) for e in live] == [
+            e.model_dump(exclude=strip) for e in simulated
+        ]
+
+    def test_without_start_it_is_real_time_on_the_wall_clock(self):
+        """No start: the wall clock stamps the events, the stream does not end, start is now."""
+        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        simulator = Simulator(SimulationConfig(seed=1))
+        assert isinstance(simulator.clock, WallClock)
+        assert simulator.end is None
+        assert before <= simulator.start <= dt.datetime.now(dt.UTC)
+        assert simulator.start.microsecond == 0
+        events = list(islice(simulator, 3000))
+        after = dt.datetime.now(dt.UTC)
+        assert all(before <= e.timestamp <= after for e in events)
+
+    def test_naive_start_is_refused(self):
+        """A start without a time zone is an error, not a guess."""
+        with pytest.raises(ValueError, match="time zone"):
+            SimulationConfig(start=dt.datetime(2025, 1, 1))
+
+    def test_gaps_within_a_human_session_are_seconds_to_minutes(self):
+        """Consecutive events of a reader's session are 1 s to 15 min apart."""
+        sessions: dict[object, list[Event]] = {}
+        for event in take(20_000, seed=7):
+            sessions.setdefault(event.session_id, []).append(event)
+        gaps = [
+            (after.timestamp - before.timestamp).total_seconds()
+            for session in sessions.values()
+            if not is_bot(session[0].user_agent)
+            for before, after in pairwise(session)
+        ]
+        assert min(gaps) >= 1
+        assert max(gaps) <= 15 * 60
+        assert 20 < sorted(gaps)[len(gaps) // 2] < 90  # the median: under a minute or so
+
+
+class TestDeterminism:
+    """The same seed and start replay a stream byte for byte."""
+
+    def test_same_seed_and_start_give_identical_bytes(self):
+        """Two simulators with the same seed and start emit byte-identical messages."""
+        assert lines(30_000, seed=42) == lines(30_000, seed=42)
+
+    def test_different_seed_gives_different_events(self):
+        """Another seed gives another stream."""
+        assert not set(lines(300, seed=42)) & set(lines(300, seed=43))
+
+    def test_iterating_again_replays_the_stream(self):
+        """Each pass over one simulator starts the same stream afresh."""
+        simulator = Simulator(SimulationConfig(seed=11, start=START))
+        assert list(islice(simulator.messages(), 3000)) == list(islice(simulator.messages(), 3000))
+
+    def test_a_drawn_seed_is_exposed_for_replay(self):
+        """Without a seed one is drawn, and passing it back replays the run."""
+        drawn = Simulator(SimulationConfig(start=START))
+        replay = Simulator(SimulationConfig(seed=drawn.seed, start=START))
+        assert list(islice(drawn.messages(), 300)) == list(islice(replay.messages(), 300))
+
+
+class TestConfiguration:
+    """Knobs are checked, and scenarios are presets of them."""
+
+    @pytest.mark.parametrize(
+        "knobs",
+        [
+            {"users": 0},
+            {"articles": 0},
+            {"like_rate": 1.5},
+            {"bot_share": 1.0},
+            {"views_per_session": 0.5},
+            {"half_life_hours": 0},
+            {"visits_per_day": -1},
+            {"start": START, "end": START},
+        ],
+    )
+    def test_nonsense_is_refused(self, knobs):
+        """Out-of-range knobs raise ValueError with a message."""
+        with pytest.raises(ValueError, match=r"\w"):
+            SimulationConfig(**knobs)
+
+    def test_scenarios_change_only_what_they_name(self):
+        """A scenario keeps the defaults it does not name; explicit settings win over it."""
+        steady = scenarios.config("steady", users=50, seed=None)
+        assert (steady.daily_cycle, steady.bot_share, steady.breaking_per_day) == (0, 0, 0)
+        assert steady.users == 50
+        assert steady.seed is None
+        assert steady.like_rate == SimulationConfig().like_rate
+        assert scenarios.config("typical") == SimulationConfig()
+
+    def test_unknown_scenario_names_the_known_ones(self):
+        """A typo lists the scenarios there are."""
+        with pytest.raises(ValueError, match="bot-attack"):
+            scenarios.config("bots")
+
+    def test_catalog_size_is_the_live_catalog(self):
+        """A small catalog shows few articles at once, but new ones keep being published."""
+        config = SimulationConfig(seed=3, articles=12, start=START)
+        events = [e for e in islice(Simulator(config), 20_000) if e.article_id]
+        first_hour = {e.article_id for e in events if e.timestamp < START + dt.timedelta(hours=1)}
+        assert 6 < len(first_hour) <= 12 + 4  # about two an hour are published
+        ids = {e.article_id for e in events}
+        assert len(ids) > 30
+        assert all(re.fullmatch(r"art-\d{5}", article or "") for article in ids)
+
+    def test_articles_are_stable_and_well_formed(self):
         """Each article id has one title and one category, from the known categories."""
         seen: dict[str | None, tuple[str | None, str | None]] = {}
-        for event in events:
+        for event in take(20_000, seed=6):
             if event.event_type in ARTICLE_EVENTS:
-                assert re.fullmatch(r"art-\d{5}", event.article_id or "")
                 assert event.category in CATEGORIES
                 assert event.article_title
                 expected = seen.setdefault(event.article_id, (event.article_title, event.category))
                 assert (event.article_title, event.category) == expected
             else:
                 assert event.article_id is event.article_title is event.category is None
-        assert len({article for article, _ in seen.items()}) > 200
+        assert len(seen) > 200
 
-    def test_catalog_size_is_respected(self):
-        """No article id beyond the configured catalog size appears."""
-        ids = {e.article_id for e in take(3000, seed=3, articles=12) if e.article_id}
-        assert ids <= {f"art-{n:05d}" for n in range(1, 13)}
-        assert len(ids) > 6
-
-    def test_readers_favour_their_categories(self, events):
-        """A regular reader's favourite category takes well over its catalog share of views."""
-        reads: dict[str, Counter[str | None]] = defaultdict(Counter)
-        for event in events:
-            if event.event_type is EventType.PAGE_VIEW:
-                reads[event.user_id][event.category] += 1
-        regulars = [counts for counts in reads.values() if sum(counts.values()) >= 30]
-        assert len(regulars) > 10
-        top_shares = [counts.most_common(1)[0][1] / sum(counts.values()) for counts in regulars]
-        assert sum(top_shares) / len(top_shares) > 0.35
-
-
-class TestUsers:
     def test_users_never_exceed_the_population(self):
-        """A small population is filled up to its cap and never beyond it."""
-        users = {e.user_id for e in take(4000, seed=5, users=25)}
-        assert users == {f"user-{n:06d}" for n in range(1, 26)}
+        """A small population is filled up to its cap; bots have accounts of their own."""
+        events = take(8000, seed=5, users=25, bot_share=0.0)
+        assert {e.user_id for e in events} == {f"user-{n:06d}" for n in range(1, 26)}
 
-    def test_population_starts_small_and_grows(self, events):
-        """New users keep signing up, while returning users get most sessions."""
-        early = {e.user_id for e in events[:1000]}
-        everyone = {e.user_id for e in events}
-        assert len(early) < 200
-        assert len(early) < len(everyone) <= 1000
-        logins = [e for e in events if e.event_type is EventType.LOGIN]
-        first_logins = len({e.user_id for e in logins})
-        assert first_logins / len(logins) < 0.3
-
-    def test_a_user_keeps_country_and_home_ip(self, events):
-        """Every user has one country and one IP address across all their sessions."""
-        places: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for event in events:
-            assert re.fullmatch(r"user-\d{6}", event.user_id)
-            places[event.user_id].add((event.country, event.ip))
-        assert all(len(place) == 1 for place in places.values())
-        assert len({place for user in places.values() for place in user}) > 100
-
-
-class TestTime:
-    def test_simulated_time_starts_at_start_and_never_goes_back(self, events):
-        """Timestamps begin right after the start and are non-decreasing, at human pace."""
-        stamps = [e.timestamp for e in events]
-        assert START <= stamps[0] < START + dt.timedelta(minutes=2)
-        assert stamps == sorted(stamps)
-        assert dt.timedelta(hours=1) < stamps[-1] - stamps[0] < dt.timedelta(days=1)
-
-    def test_gaps_within_a_session_are_seconds_to_minutes(self, sessions):
-        """Consecutive events of one session are apart by at least a second, at most 15 minutes."""
-        for session in sessions.values():
-            for before, after in pairwise(session):
-                assert dt.timedelta(seconds=1) <= after.timestamp - before.timestamp
-                assert after.timestamp - before.timestamp <= dt.timedelta(minutes=15)
-
-    def test_real_time_mode_stamps_events_with_the_clock(self):
-        """With a clock, each event has the clock's time, and the actions keep simulated order."""
-        clock = FakeClock(dt.datetime(2025, 5, 5, 12, tzinfo=dt.UTC))
-        live = list(islice(Simulator(SimulationConfig(seed=9), clock), 500))
-        simulated = take(500, seed=9)
-        assert [e.timestamp for e in live] == clock.readings
-        strip = {"timestamp"}
-        assert [e.model_dump(exclude=strip) for e in live] == [
-            e.model_dump(exclude=strip) for e in simulated
-        ]
-
-    def test_default_start_is_now_floored_to_the_second(self):
-        """Without a start, simulated time starts at the current second."""
-        before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        simulator = Simulator(SimulationConfig(seed=1))
-        assert before <= simulator.start <= dt.datetime.now(dt.UTC)
-        assert simulator.start.microsecond == 0
-
-    def test_naive_start_is_refused(self):
-        """A start without a time zone is an error, not a guess."""
-        with pytest.raises(ValueError, match="time zone"):
-            Simulator(SimulationConfig(start=dt.datetime(2025, 1, 1)))
-
-
-class TestDeterminism:
-    def test_same_seed_and_start_give_identical_bytes(self):
-        """Two simulators with the same seed and start emit byte-identical events."""
-        first = [e.to_json() for e in take(5000, seed=42)]
-        second = [e.to_json() for e in take(5000, seed=42)]
-        assert first == second
-
-    def test_different_seed_gives_different_events(self):
-        """Another seed gives another stream."""
-        one = [e.to_json() for e in take(200, seed=42)]
-        other = [e.to_json() for e in take(200, seed=43)]
-        assert not set(one) & set(other)
-
-    def test_iterating_again_replays_the_stream(self):
-        """Each iteration over one simulator starts the same stream afresh."""
-        simulator = Simulator(SimulationConfig(seed=11, start=START))
-        assert list(islice(simulator, 300)) == list(islice(simulator, 300))
-
-    def test_a_drawn_seed_is_exposed_for_replay(self):
-        """Without a seed one is drawn, and passing it back replays the run."""
-        drawn = Simulator(SimulationConfig(start=START))
-        replay = Simulator(SimulationConfig(seed=drawn.seed, start=START))
-        assert list(islice(drawn, 300)) == list(islice(replay, 300))
-
-
-class TestSerialization:
-    def test_every_event_round_trips_through_json(self, events):
-        """Each event survives to_json and Event.from_json unchanged."""
-        for event in events[:5000]:
-            assert Event.from_json(event.to_json()) == event
+    def test_without_bots_no_agent_is_a_bot(self):
+        """bot_share 0: every user agent is a browser's."""
+        assert not any(is_bot(e.user_agent) for e in take(10_000, seed=5, bot_share=0.0))
