@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,9 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from clickstream import kafka, logs
-from clickstream.errors import KafkaFailure
+from clickstream.errors import KafkaFailure, OpenSearchUnavailable
 from clickstream.events import Event, format_timestamp
-from clickstream.opensearch import BulkItem, IndexResult
+from clickstream.opensearch import BulkItem, IndexResult, backoff_delay
 from clickstream.settings import Settings
 
 log = logs.get("consumer")
@@ -35,11 +36,60 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
     "isolation.level": "read_committed",
+    # Bound what librdkafka prefetches per partition, and so the consumer's memory and the
+    # CPU it spends fetching ahead (see `prefetch`); refill a drained queue soon.
+    "queued.max.messages.kbytes": 16384,
+    "fetch.queue.backoff.ms": 100,
+    # Say when a partition is read to its end: it then rests for `EOF_REST` (see there).
+    "enable.partition.eof": True,
+}
+#: librdkafka settings for the dead-letter producer: it waits out broker outages instead of
+#: failing the letters (0 = no delivery timeout); the consumer stays paused meanwhile.
+DLQ_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "message.timeout.ms": 0,
 }
 #: Dead letters keep at most this much of an error reason.
 MAX_REASON = 1000
 #: How long one poll may block, so that stop requests are seen promptly.
 POLL_SLICE = 0.2
+#: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
+KAFKA_PROBE_EVERY = 2.0
+#: How long a partition read to its end rests before it is fetched again. A broker holds an
+#: empty fetch open for `fetch.wait.max.ms`; one that answers at once would otherwise have
+#: the client fetch in a tight loop, burning CPU while there is nothing to read.
+EOF_REST = 0.05
+#: How long a stopping consumer still waits for its last commit to be confirmed.
+COMMIT_GRACE = 5.0
+#: While a service stays unavailable, how often the consumer says so again.
+OUTAGE_LOG_EVERY = 30.0
+#: Commit errors that mean "the coordinator cannot be reached now": retried until it can.
+_RETRIABLE_COMMIT = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._WAIT_COORD,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+#: Headers of a dead letter that say where its message first came from.
+SOURCE_HEADERS = (
+    "clickstream.source.topic",
+    "clickstream.source.partition",
+    "clickstream.source.offset",
+)
+
+
+def prefetch(batch_size: int) -> int:
+    """Messages per partition librdkafka keeps queued ahead: two batches, at least 1,000.
+
+    Enough to fill the next batch while one is indexed; more only costs memory and the CPU
+    of fetching far ahead (librdkafka's default is 100,000 per partition).
+    """
+    return max(2 * batch_size, 1000)
 
 
 class ErrorKind:
@@ -96,9 +146,73 @@ class ConsumeStats:
 
 
 class Indexer(Protocol):
-    """Writes a batch of events; positions in the result's `rejected` refer to the batch."""
+    """Writes a batch of events; positions in the result's `rejected` refer to the batch.
 
-    def index(self, items: Sequence[BulkItem]) -> IndexResult: ...
+    `wait` is how to wait between attempts, `attempts` how many to make before raising
+    `OpenSearchUnavailable`; None means the indexer's own.
+    """
+
+    def index(
+        self,
+        items: Sequence[BulkItem],
+        *,
+        wait: Callable[[float], None] | None = None,
+        attempts: int | None = None,
+    ) -> IndexResult: ...
+
+
+class Outage:
+    """A service that stopped answering: said once when it starts, then every `every` seconds,
+    and once more when it is back."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        every: float = OUTAGE_LOG_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.every = every
+        self.since: float | None = None
+        self.count = 0
+        self._clock = clock
+        self._said = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def failed(self, problem: str, **context: Any) -> None:
+        """The service failed again; log it if this starts an outage or it is time to remind."""
+        now = self._clock()
+        if self.since is None:
+            self.since = self._said = now
+            self.count += 1
+            log.error(
+                f"{self.service} unavailable; consumption paused until it is back",
+                problem=problem[:MAX_REASON],
+                **context,
+            )
+        elif now - self._said >= self.every:
+            self._said = now
+            log.warning(
+                f"{self.service} still unavailable",
+                seconds=round(now - self.since),
+                problem=problem[:MAX_REASON],
+                **context,
+            )
+
+    def recovered(self) -> None:
+        """The service answered: end the outage, if there was one."""
+        if self.since is not None:
+            seconds = self._clock() - self.since
+            self.since = None
+            log.warning(f"{self.service} is back; resuming", outage_seconds=round(seconds, 1))
+
+
+class _Abandon(Exception):
+    """The in-flight batch is given up uncommitted: a stop was requested or it was revoked."""
 
 
 def decode(message: Message) -> Event | DeadLetter:
@@ -130,14 +244,25 @@ def _classify_invalid(value: bytes, exc: ValidationError) -> tuple[str, str]:
 def dead_letter_headers(
     letter: DeadLetter, now: dt.datetime
 ) -> list[tuple[str, str | bytes | None]]:
-    """Headers that say why a message was dead-lettered and where it came from."""
+    """Headers that say why a message was dead-lettered and where it came from.
+
+    A message replayed from the dead-letter topic keeps the source it was first read from.
+    """
     msg = letter.message
-    return [
-        ("clickstream.error.kind", letter.kind.encode()),
-        ("clickstream.error.reason", letter.reason[:MAX_REASON].encode()),
+    source: list[tuple[str, str | bytes | None]] = [
         ("clickstream.source.topic", str(msg.topic()).encode()),
         ("clickstream.source.partition", str(msg.partition()).encode()),
         ("clickstream.source.offset", str(msg.offset()).encode()),
+    ]
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    original = {key: value for key, value in pairs if key in SOURCE_HEADERS}
+    if len(original) == len(SOURCE_HEADERS):
+        source = [(key, original[key]) for key in SOURCE_HEADERS]
+    return [
+        ("clickstream.error.kind", letter.kind.encode()),
+        ("clickstream.error.reason", letter.reason[:MAX_REASON].encode()),
+        *source,
         ("clickstream.failed_at", format_timestamp(now).encode()),
     ]
 
@@ -157,7 +282,12 @@ def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
 
 
 class EventConsumer:
-    """Reads the events topic in a consumer group and hands batches to an indexer."""
+    """Reads the events topic in a consumer group and hands batches to an indexer.
+
+    While OpenSearch or the broker is unavailable, the consumer keeps the in-flight batch,
+    pauses its partitions (nothing more is fetched, so memory stays bounded) and keeps
+    polling, so that it stays in its group, until the batch can be finished.
+    """
 
     def __init__(
         self,
@@ -165,35 +295,61 @@ class EventConsumer:
         indexer: Indexer,
         *,
         on_batch: Callable[[ConsumeStats], None] | None = None,
+        source: str | None = None,
+        stop_at: Mapping[int, int] | None = None,
     ) -> None:
+        """`source` is the topic to read (the events topic by default); with `stop_at`
+        (partition -> end offset) the run ends once every listed partition is read to there."""
         self._settings = settings
         self._kafka = settings.kafka
+        self._cfg = settings.consumer
         self._indexer = indexer
         self._on_batch = on_batch
+        self._source = source or settings.kafka.topic
+        self._stop_at = dict(stop_at) if stop_at is not None else None
         self.stats = ConsumeStats()
         self._batch: list[Message] = []
+        self._batch_started = 0.0
+        self._probed = 0.0
+        self._resting: dict[tuple[str, int], float] = {}
+        self._commit_results: list[KafkaError | None] = []
+        self._inflight: set[tuple[str, int]] = set()
+        self._revoked: set[tuple[str, int]] = set()
+        self._paused = False
+        self._stop = threading.Event()
+        self._rng = random.Random()
+        self.search_outage = Outage("opensearch")
+        self.kafka_outage = Outage("kafka")
+        self._warned: dict[int, float] = {}
         base = settings.kafka.client_config()
         self._consumer = Consumer(
             {
                 **base,
                 **CONSUMER_DEFAULTS,
                 "group.id": settings.kafka.group_id,
+                "queued.min.messages": prefetch(self._cfg.batch_size),
                 "error_cb": self._on_error,
+                "on_commit": self._on_commit,
+                **settings.kafka.extra,
             }
         )
-        self._dlq = Producer(
-            {**base, "enable.idempotence": True, "linger.ms": 5, "error_cb": self._on_error}
-        )
+        self._dlq = Producer({**base, **DLQ_PRODUCER_DEFAULTS, "error_cb": self._on_error})
         self._dlq_failures: list[str] = []
 
     # -- Kafka callbacks -------------------------------------------------------------------
 
     def _on_error(self, error: KafkaError) -> None:
-        log.warning(
-            "kafka client error",
-            bootstrap=self._kafka.bootstrap_servers,
-            error=kafka.describe(error),
-        )
+        if error.code() in kafka.UNAVAILABLE_CODES:
+            self.kafka_outage.failed(kafka.describe(error), bootstrap=self._kafka.bootstrap_servers)
+            return
+        now = time.monotonic()
+        if now - self._warned.get(error.code(), -OUTAGE_LOG_EVERY) >= OUTAGE_LOG_EVERY:
+            self._warned[error.code()] = now
+            log.warning(
+                "kafka client error",
+                bootstrap=self._kafka.bootstrap_servers,
+                error=kafka.describe(error),
+            )
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Abandon (never half-commit) the pending messages of partitions we lose."""
@@ -208,6 +364,17 @@ class EventConsumer:
                 abandoned=dropped,
             )
         self._batch = keep
+        self._revoked |= self._inflight & lost
+        for key in lost:
+            self._resting.pop(key, None)
+        # A pause outlives the assignment: were these partitions assigned to us again, they
+        # would stay paused. Leave them unpaused (a wait in progress pauses what it gets).
+        with contextlib.suppress(KafkaException):
+            self._consumer.resume(partitions)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = next((tp.error for tp in partitions if tp.error is not None), None)
+        self._commit_results.append(error or failed)
 
     def _on_dlq_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
@@ -219,16 +386,15 @@ class EventConsumer:
         self, *, until_idle: float | None = None, stop: threading.Event | None = None
     ) -> ConsumeStats:
         """Consume until `stop` is set or, with `until_idle`, no message came for that long."""
-        stop = stop or threading.Event()
-        topic = self._kafka.topic
+        self._stop = stop = stop or threading.Event()
+        topic = self._source
         kafka.require_topic(self._consumer, self._kafka.bootstrap_servers, topic)
         kafka.require_topic(self._consumer, self._kafka.bootstrap_servers, self._kafka.dlq_topic)
         self._consumer.subscribe([topic], on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        cfg = self._settings.consumer
+        cfg = self._cfg
         last_message_at = time.monotonic()
-        batch_started = 0.0
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._read_to_the_end():
                 wanted = cfg.batch_size - len(self._batch)
                 try:
                     messages = self._consumer.consume(num_messages=wanted, timeout=POLL_SLICE)
@@ -237,17 +403,20 @@ class EventConsumer:
                         exc, f"consuming {topic!r}", self._kafka.bootstrap_servers
                     ) from None
                 now = time.monotonic()
-                for msg in messages:
-                    if self._accept(msg):
-                        if not self._batch:
-                            batch_started = now
-                        self._batch.append(msg)
-                if messages:
+                added = self._add_pending(messages, now)
+                if self._resting:
+                    self._wake(now)
+                if self.kafka_outage.active:
+                    self._probe_kafka(added, now)
+                if added or self.kafka_outage.active:  # an outage is not idleness
                     last_message_at = now
                 if self._batch and (
-                    len(self._batch) >= cfg.batch_size or now - batch_started >= cfg.batch_timeout
+                    len(self._batch) >= cfg.batch_size
+                    or now - self._batch_started >= cfg.batch_timeout
+                    or self._read_to_the_end(pending=True)
                 ):
                     self._process(self._take_batch())
+                    last_message_at = time.monotonic()
                 elif (
                     until_idle is not None
                     and not self._batch
@@ -262,28 +431,164 @@ class EventConsumer:
             self.close()
         return self.stats
 
+    def _probe_kafka(self, added: int, now: float) -> None:
+        """During a Kafka outage: is the broker back? Messages say so; else ask, now and then."""
+        if not added:
+            if now - self._probed < KAFKA_PROBE_EVERY:
+                return
+            self._probed = now
+            try:
+                self._consumer.list_topics(self._source, timeout=1.0)
+            except KafkaException:
+                return
+        self.kafka_outage.recovered()
+
     def close(self) -> None:
         """Leave the group (its partitions go to the others at once)."""
         with contextlib.suppress(KafkaException, RuntimeError):  # already closed
             self._consumer.close()
 
+    def _read_to_the_end(self, *, pending: bool = False) -> bool:
+        """With `stop_at`: whether every listed partition is read (and, unless `pending`,
+        handled) up to its end offset."""
+        if self._stop_at is None or (self._batch and not pending):
+            return False
+        return not self._stop_at
+
     def _accept(self, msg: Message) -> bool:
         error = msg.error()
         if error is None:
-            return True
+            if self._stop_at is None:
+                return True
+            return self._within_stop_at(msg)
         if error.code() == KafkaError._PARTITION_EOF:
+            self._rest(msg)
             return False
         if error.fatal():
             raise KafkaFailure(f"fatal consumer error: {kafka.describe(error)}")
-        log.warning("consumer error", error=kafka.describe(error))
+        self._on_error(error)
         return False
+
+    def _within_stop_at(self, msg: Message) -> bool:
+        """Whether `msg` comes before its partition's end offset; notes a partition's end."""
+        assert self._stop_at is not None  # noqa: S101 - only called with stop_at
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        end = self._stop_at.get(partition)
+        if end is None or offset >= end:
+            return False
+        if offset + 1 >= end:
+            del self._stop_at[partition]
+        return True
 
     def _take_batch(self) -> list[Message]:
         batch, self._batch = self._batch, []
         return batch
 
+    # -- waiting while keeping the group membership ----------------------------------------
+
+    def _pause(self) -> None:
+        """Stop fetching for every assigned partition (also ones assigned since last time)."""
+        assigned = self._consumer.assignment()
+        if assigned:
+            with contextlib.suppress(KafkaException):
+                self._consumer.pause(assigned)
+            self._paused = True
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._resting.clear()
+            with contextlib.suppress(KafkaException):
+                self._consumer.resume(self._consumer.assignment())
+
+    def _wait(self, seconds: float, *, revocable: bool = True) -> None:
+        """Wait `seconds` with consumption paused, still polling: the group keeps us, and
+        rebalances and stop requests are seen. Raises `_Abandon` on a stop request or, if
+        `revocable`, when partitions of the in-flight batch were revoked."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._pause()
+            if self._stop.is_set():
+                raise _Abandon("stop requested")
+            if revocable and self._revoked:
+                raise _Abandon("partitions revoked")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                messages = self._consumer.consume(
+                    num_messages=self._cfg.batch_size, timeout=min(left, POLL_SLICE)
+                )
+            except KafkaException as exc:
+                raise kafka.wrap(
+                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
+                ) from None
+            # Only partitions assigned since the last pause can deliver: keep them pending.
+            self._add_pending(messages, time.monotonic())
+
+    def _rest(self, msg: Message) -> None:
+        """Pause a partition read to its end for a moment (unless all are paused anyway)."""
+        topic, partition = msg.topic(), msg.partition()
+        if self._paused or topic is None or partition is None:
+            return
+        tp = TopicPartition(topic, partition)
+        with contextlib.suppress(KafkaException):
+            self._consumer.pause([tp])
+            self._resting[(tp.topic, tp.partition)] = time.monotonic() + EOF_REST
+
+    def _wake(self, now: float) -> None:
+        """Resume the partitions whose rest is over."""
+        due = [key for key, until in self._resting.items() if until <= now]
+        if due:
+            for key in due:
+                del self._resting[key]
+            with contextlib.suppress(KafkaException):
+                self._consumer.resume([TopicPartition(t, p) for t, p in due])
+
+    def _add_pending(self, messages: list[Message], now: float) -> int:
+        """Add fetched messages to the next batch (the batch's clock starts with its first);
+        how many were messages (not events such as a partition's end)."""
+        added = 0
+        for msg in messages:
+            if self._accept(msg):
+                if not self._batch:
+                    self._batch_started = now
+                self._batch.append(msg)
+                added += 1
+        return added
+
+    # -- one batch -------------------------------------------------------------------------
+
     def _process(self, batch: list[Message]) -> None:
-        """Index or dead-letter every message of `batch`, then commit its offsets."""
+        """Index or dead-letter every message of `batch`, then commit its offsets; or, on a
+        stop request or a revocation while OpenSearch or Kafka is away, abandon it (or its
+        revoked part) uncommitted, for a replay."""
+        try:
+            while batch:
+                self._inflight = {(m.topic() or "", m.partition() or 0) for m in batch}
+                self._revoked = set()
+                try:
+                    self._handle(batch)
+                except _Abandon as why:
+                    keep = [] if self._stop.is_set() else self._still_ours(batch)
+                    self.stats.abandoned += len(batch) - len(keep)
+                    log.warning(
+                        "in-flight batch abandoned uncommitted; it will be replayed",
+                        why=str(why),
+                        abandoned=len(batch) - len(keep),
+                        kept=len(keep),
+                    )
+                    batch = keep
+                else:
+                    return
+        finally:
+            self._inflight = set()
+            self._resume()
+
+    def _still_ours(self, batch: list[Message]) -> list[Message]:
+        return [m for m in batch if (m.topic(), m.partition()) not in self._revoked]
+
+    def _handle(self, batch: list[Message]) -> None:
         events: list[tuple[Event, bytes]] = []
         sources: list[Message] = []
         letters: list[DeadLetter] = []
@@ -297,7 +602,7 @@ class EventConsumer:
                 sources.append(msg)
         indexed = retries = 0
         if events:
-            outcome = self._indexer.index(events)
+            outcome = self._index(events)
             indexed, retries = outcome.indexed, outcome.retries
             letters.extend(
                 DeadLetter(sources[r.position], ErrorKind.REJECTED, r.reason)
@@ -328,6 +633,24 @@ class EventConsumer:
         if self._on_batch is not None:
             self._on_batch(stats)
 
+    def _index(self, events: list[tuple[Event, bytes]]) -> IndexResult:
+        """Index `events`, riding out an OpenSearch outage of any length."""
+        outage, attempt = self.search_outage, 0
+        while True:
+            try:
+                result = self._indexer.index(
+                    events, wait=self._wait, attempts=1 if outage.active else None
+                )
+            except OpenSearchUnavailable as exc:
+                outage.failed(str(exc), pending=len(events))
+                attempt += 1
+                self.stats.retried += 1
+                cfg = self._cfg
+                self._wait(backoff_delay(attempt, cfg.retry_initial, cfg.retry_max, self._rng))
+                continue
+            outage.recovered()
+            return result
+
     def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         now = dt.datetime.now(dt.UTC)
         topic = self._kafka.dlq_topic
@@ -341,12 +664,19 @@ class EventConsumer:
                 headers=dead_letter_headers(letter, now),
                 on_delivery=self._on_dlq_delivery,
             )
-        remaining = self._dlq.flush(30.0)
-        if remaining or self._dlq_failures:
-            why = self._dlq_failures[0] if self._dlq_failures else f"{remaining} still in flight"
-            raise KafkaFailure(
-                f"could not write to dead-letter topic {topic!r}: {why}; offsets not committed"
-            )
+        started = time.monotonic()
+        while True:
+            remaining = self._dlq.flush(1.0)
+            if self._dlq_failures:
+                raise KafkaFailure(
+                    f"could not write to dead-letter topic {topic!r}: {self._dlq_failures[0]}; "
+                    "offsets not committed"
+                )
+            if not remaining:
+                break
+            if time.monotonic() - started > 5.0:
+                self.kafka_outage.failed(f"{remaining} dead letters not delivered", topic=topic)
+            self._wait(0.0, revocable=False)
         kinds: dict[str, int] = {}
         for letter in letters:
             kinds[letter.kind] = kinds.get(letter.kind, 0) + 1
@@ -362,10 +692,62 @@ class EventConsumer:
         )
 
     def _commit(self, batch: list[Message]) -> None:
+        """Commit `batch`, waiting out an unreachable coordinator unless the batch's
+        partitions are revoked or a stop is requested meanwhile.
+
+        The commit is asynchronous and awaited while polling: a synchronous commit would
+        block without limit while the broker is away, deaf to stop requests and rebalances.
+        Messages fetched meanwhile join the next batch.
+        """
         offsets = commit_offsets(batch)
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # A rebalance took the partitions first: their next owner replays the batch,
-            # which overwrites the same documents (same ids). Nothing is lost.
-            log.warning("commit failed; the batch will be replayed", error=kafka.describe(exc))
+        attempt = 0
+        while True:
+            self._commit_results.clear()
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                error: KafkaError | None = exc.args[0] if exc.args else None
+            else:
+                error = self._await_commit()
+            if error is None:
+                self.kafka_outage.recovered()
+                return
+            if error.code() in _RETRIABLE_COMMIT and not self._revoked:
+                self.kafka_outage.failed(f"commit: {kafka.describe(error)}")
+                attempt += 1
+                delay = backoff_delay(
+                    attempt, self._cfg.retry_initial, self._cfg.retry_max, self._rng
+                )
+                try:
+                    self._wait(delay)
+                except _Abandon:
+                    pass
+                else:
+                    continue
+            # A rebalance took the partitions first (or we are stopping): their next owner
+            # replays the batch, which overwrites the same documents (same ids). Nothing is lost.
+            log.warning("commit failed; the batch will be replayed", error=kafka.describe(error))
+            return
+
+    def _await_commit(self) -> KafkaError | None:
+        """The result of the commit in flight, polling (and fetching ahead) meanwhile."""
+        stopping_since: float | None = None
+        while not self._commit_results:
+            now = time.monotonic()
+            if self._stop.is_set() and stopping_since is None:
+                stopping_since = now
+            if self._revoked or (
+                stopping_since is not None and now - stopping_since > COMMIT_GRACE
+            ):
+                return KafkaError(KafkaError._TIMED_OUT, "commit not confirmed", retriable=False)
+            wanted = self._cfg.batch_size - len(self._batch)
+            if wanted <= 0:
+                self._pause()
+            try:
+                messages = self._consumer.consume(num_messages=max(wanted, 1), timeout=0.005)
+            except KafkaException as exc:
+                raise kafka.wrap(
+                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
+                ) from None
+            self._add_pending(messages, now)
+        return self._commit_results[0]

@@ -19,7 +19,8 @@ from clickstream.settings import KafkaSettings
 #: How long to wait for the brokers to answer before saying they cannot be reached.
 CONNECT_TIMEOUT = 10.0
 
-_UNAVAILABLE_CODES = {
+#: Error codes that mean "cannot reach the brokers now" (worth waiting for).
+UNAVAILABLE_CODES = {
     KafkaError._TRANSPORT,
     KafkaError._ALL_BROKERS_DOWN,
     KafkaError._TIMED_OUT,
@@ -39,7 +40,7 @@ def describe(error: KafkaError | KafkaException | Exception) -> str:
 def wrap(error: KafkaException, doing: str, bootstrap: str) -> KafkaUnavailable | KafkaFailure:
     """Turn a librdkafka exception into our error, unavailable or not."""
     inner = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
-    if inner is not None and inner.code() in _UNAVAILABLE_CODES:
+    if inner is not None and inner.code() in UNAVAILABLE_CODES:
         return KafkaUnavailable(
             f"cannot reach Kafka at {bootstrap} while {doing}: {describe(inner)}",
             hint="is the broker running? `clickstream stack up` starts a local one",

@@ -10,6 +10,7 @@ reason OpenSearch gave, for the caller to dead-letter.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import time
@@ -190,12 +191,16 @@ def _document(item: BulkItem) -> tuple[Event, bytes]:
 def _bulk_lines(items: Sequence[BulkItem], prefix: str) -> list[tuple[Event, bytes]]:
     """Per item, its event and its action line plus document, newline-terminated."""
     out = []
+    # The action line up to the id, per day: `{"index":{"_index":"<prefix>-<day>","_id":"`.
+    heads: dict[dt.date, bytes] = {}
     for item in items:
         event, doc = _document(item)
-        action = orjson.dumps(
-            {"index": {"_index": index_name(prefix, event), "_id": str(event.event_id)}}
-        )
-        out.append((event, b"%s\n%s\n" % (action, doc)))
+        day = event.timestamp.date()
+        head = heads.get(day)
+        if head is None:
+            name = orjson.dumps(index_name(prefix, event))
+            head = heads[day] = b'{"index":{"_index":%s,"_id":"' % name
+        out.append((event, b'%s%s"}}\n%s\n' % (head, str(event.event_id).encode(), doc)))
     return out
 
 
@@ -229,7 +234,16 @@ def classify(response: Mapping[str, Any], expected: int | None = None) -> BulkOu
         got = len(items) if isinstance(items, list) else "no"
         raise OpenSearchFailure(f"_bulk answered with {got} items for {expected} actions")
     outcome = BulkOutcome()
+    ok = outcome.ok
     for position, item in enumerate(items):
+        # Fast path for the usual item, `{"index": {"status": 201}}`, checked exactly.
+        if type(item) is dict and len(item) == 1:
+            (first,) = item.values()
+            if type(first) is dict and "error" not in first:
+                code = first.get("status")
+                if type(code) is int and 200 <= code < 300:
+                    ok.append(position)
+                    continue
         result: Mapping[str, Any] = {}
         if isinstance(item, Mapping) and item:
             result = next(iter(item.values()))
@@ -295,8 +309,20 @@ class BulkIndexer:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def index(self, items: Sequence[BulkItem]) -> IndexResult:
-        """Index `items`; raises `OpenSearchUnavailable` if some still fail after every attempt."""
+    def index(
+        self,
+        items: Sequence[BulkItem],
+        *,
+        wait: Callable[[float], None] | None = None,
+        attempts: int | None = None,
+    ) -> IndexResult:
+        """Index `items`; raises `OpenSearchUnavailable` if some still fail after every attempt.
+
+        `wait` replaces the sleep between attempts (the consumer keeps its group membership
+        alive while it waits); `attempts` overrides `retry_attempts` for this call.
+        """
+        sleep = wait or self._sleep
+        most = attempts or self.retry.retry_attempts
         lines = _bulk_lines(items, self.prefix)
         pending = list(range(len(lines)))
         indexed, retries = 0, 0
@@ -320,7 +346,7 @@ class BulkIndexer:
                     break
                 problem = f"{len(outcome.retriable)} failed, e.g. {outcome.retriable[0].reason}"
                 pending = [pending[e.position] for e in outcome.retriable]
-            if attempt >= self.retry.retry_attempts:
+            if attempt >= most:
                 raise OpenSearchUnavailable(
                     f"OpenSearch still failing after {attempt} attempts, {len(pending)} of "
                     f"{len(lines)} documents not indexed: {problem}",
@@ -337,7 +363,7 @@ class BulkIndexer:
                 problem=problem,
             )
             retries += 1
-            self._sleep(delay)
+            sleep(delay)
         rejected.sort(key=lambda r: r.position)
         return IndexResult(indexed=indexed, rejected=rejected, retries=retries)
 

@@ -1,0 +1,333 @@
+"""How fast `clickstream consume` indexes, against a ceiling measured in the same run.
+
+    python bench/bench_consume.py [--events 100000] [--workers 1] [--rate 2000 --seconds 20]
+
+Starts its own local stack (broker and search server on free ports, in a temporary
+directory) unless `--bootstrap` and `--opensearch` name running ones, then measures:
+
+(a) the ceiling: the same documents sent straight to `_bulk`, no Kafka: request bodies built
+    before the clock starts, raw keep-alive HTTP connections, as many requests in flight as
+    the consumer has workers;
+(b) `clickstream consume`, the installed command, from the topic, in its own process:
+    throughput (as a fraction of the ceiling), its CPU seconds per 100,000 events, its peak
+    memory (RSS);
+(c) latency: events produced at a steady rate while a consumer runs; for a sample of them,
+    the time from being produced to being found by a search, p50 and p99.
+
+Throughput is measured between the first and the last batch (steady state: no process
+start, no group join, no idle wait at the end); CPU and memory are the whole process's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from confluent_kafka import Producer
+
+from clickstream import opensearch, pipeline, stack
+from clickstream.events import Event
+from clickstream.settings import KafkaSettings, OpenSearchSettings, Settings, StackSettings
+from clickstream.simulation import SimulationConfig, Simulator
+
+CLI = str(Path(sys.executable).parent / "clickstream")
+START = "2026-03-01T08:00:00+00:00"
+BATCH = 2000
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _events(count: int, seed: int) -> list[Event]:
+    import datetime as dt  # noqa: PLC0415
+
+    config = SimulationConfig(users=2000, seed=seed, start=dt.datetime.fromisoformat(START))
+    return list(itertools.islice(Simulator(config), count))
+
+
+def _produce(settings: Settings, docs: list[tuple[Event, bytes]]) -> None:
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20, "acks": "all"}
+    )
+    for event, doc in docs:
+        while True:
+            try:
+                producer.produce(settings.kafka.topic, doc, event.user_id.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def _delete(settings: Settings, prefix: str) -> None:
+    client = opensearch.make_client(settings.opensearch)
+    client.indices.delete(
+        index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True, expand_wildcards="all"
+    )
+
+
+def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], connections: int) -> float:
+    """Events per second straight into `_bulk`: bodies pre-built, keep-alive connections."""
+    prefix = f"{settings.opensearch.index_prefix}-ceiling"
+    opensearch.ensure_template(opensearch.make_client(settings.opensearch), prefix)
+    bodies = [
+        opensearch.build_bulk_body(docs[i : i + BATCH], prefix) for i in range(0, len(docs), BATCH)
+    ]
+    url = urlsplit(settings.opensearch.url)
+    local = threading.local()
+
+    def send(body: bytes) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        conn.request(
+            "POST",
+            "/_bulk?filter_path=errors",
+            body=body,
+            headers={"content-type": "application/x-ndjson"},
+        )
+        response = conn.getresponse()
+        answer = response.read()
+        assert response.status == 200, answer[:300]
+        assert b'"errors":false' in answer, answer[:300]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(send, bodies))
+    seconds = time.perf_counter() - started
+    _delete(settings, prefix)
+    return len(docs) / seconds
+
+
+def _env(settings: Settings, group: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
+    env.update(
+        {
+            "CLICKSTREAM_CONFIG": "/nonexistent/clickstream.toml",
+            "CLICKSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "CLICKSTREAM_KAFKA__TOPIC": settings.kafka.topic,
+            "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
+            "CLICKSTREAM_KAFKA__GROUP_ID": group,
+            "CLICKSTREAM_OPENSEARCH__URL": settings.opensearch.url,
+            "CLICKSTREAM_OPENSEARCH__INDEX_PREFIX": settings.opensearch.index_prefix,
+        }
+    )
+    return env
+
+
+def _batch_times(log: str) -> list[tuple[float, int]]:
+    import datetime as dt  # noqa: PLC0415
+
+    out = []
+    for line in log.splitlines():
+        if line.startswith("{") and '"event": "batch"' in line:
+            entry = json.loads(line)
+            when = dt.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+            out.append((when.timestamp(), int(entry["messages"])))
+    return out
+
+
+#: Runs a command and prints its resource usage: so that only the command (and its own
+#: children, the workers) is measured, not the servers this benchmark started.
+RUNNER = """
+import json, resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], check=False).returncode
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"code": code, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss}))
+"""
+
+
+def consume(settings: Settings, count: int, workers: int) -> dict[str, Any]:
+    """Run `clickstream consume` over the topic; its steady throughput, CPU and memory."""
+    args = [sys.executable, "-c", RUNNER, CLI, "consume", "--until-idle", "2"]
+    args += ["--batch-size", str(BATCH)]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    started = time.perf_counter()
+    done = subprocess.run(
+        args,
+        env=_env(settings, f"bench-{uuid.uuid4().hex}"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+    )
+    wall = time.perf_counter() - started
+    usage = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert usage["code"] == 0, done.stderr[-3000:]
+    batches = _batch_times(done.stderr)
+    assert sum(n for _, n in batches) >= count, "not everything was consumed"
+    first, last = batches[0][0], batches[-1][0]
+    steady = sum(n for _, n in batches[1:]) / max(last - first, 1e-9)
+    cpu = float(usage["cpu"])
+    return {
+        "events_per_second": steady,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_100k": cpu * 100_000 / count,
+        "peak_rss_mb": usage["rss"] / 1024,
+    }
+
+
+def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
+    """Produce at `rate` for `seconds` while a consumer runs; produced-to-searchable times."""
+    docs = [(e, e.to_json()) for e in _events(int(rate * seconds), seed=99)]
+    client = opensearch.make_client(settings.opensearch)
+    pattern = settings.opensearch.index_pattern
+    consumer = subprocess.Popen(
+        [CLI, "consume", "--batch-size", str(BATCH)],
+        env=_env(settings, f"latency-{uuid.uuid4().hex}"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sent: dict[str, float] = {}
+    found: dict[str, float] = {}
+    done = threading.Event()
+
+    def search() -> None:
+        while not done.is_set() or len(found) < len(sent):
+            waiting = [i for i in list(sent) if i not in found][:500]
+            if waiting:
+                hits = client.search(
+                    index=pattern,
+                    body={"query": {"ids": {"values": waiting}}, "_source": False},
+                    size=len(waiting),
+                    allow_no_indices=True,
+                    ignore_unavailable=True,
+                )["hits"]["hits"]
+                now = time.monotonic()
+                for hit in hits:
+                    found.setdefault(hit["_id"], now)
+            if done.is_set() and time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    try:
+        time.sleep(5)  # let the consumer start and join its group
+        producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
+        deadline = float("inf")
+        searcher = threading.Thread(target=search, daemon=True)
+        searcher.start()
+        started = time.monotonic()
+        for n, (event, doc) in enumerate(docs):
+            due = started + n / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            producer.produce(settings.kafka.topic, doc, event.user_id.encode())
+            producer.poll(0)
+            if n % 20 == 0:  # a sample: 1 event in 20
+                sent[str(event.event_id)] = time.monotonic()
+        producer.flush(30)
+        achieved = len(docs) / (time.monotonic() - started)
+        deadline = time.monotonic() + 60
+        done.set()
+        searcher.join()
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=60)
+    times = sorted(found[i] - sent[i] for i in found)
+    assert len(times) == len(sent), f"{len(sent) - len(times)} sampled events never found"
+    return {
+        "rate": achieved,
+        "samples": len(times),
+        "p50_ms": 1000 * statistics.median(times),
+        "p99_ms": 1000 * times[min(len(times) - 1, int(0.99 * len(times)))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--bootstrap", help="a running broker (default: start a local stack)")
+    parser.add_argument("--opensearch", help="a running search server URL")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-consume-") as tmp:
+        local = None
+        if options.bootstrap and options.opensearch:
+            bootstrap, url = options.bootstrap, options.opensearch
+        else:
+            kafka_port, search_port = _free_ports(2)
+            local = StackSettings(
+                kafka_port=kafka_port, opensearch_port=search_port, state_dir=Path(tmp)
+            )
+            stack.up(local)
+            bootstrap, url = stack.kafka_address(local), stack.opensearch_url(local)
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        settings = Settings(
+            kafka=KafkaSettings(
+                bootstrap_servers=bootstrap, topic=name, dlq_topic=f"{name}.dlq", partitions=3
+            ),
+            opensearch=OpenSearchSettings(url=url, index_prefix=name),
+        )
+        try:
+            pipeline.setup(settings)
+            docs = [(e, e.to_json()) for e in _events(options.events, seed=7)]
+            _produce(settings, docs)
+            top = ceiling(settings, docs, options.workers)
+            print(f"ceiling: {top:,.0f} events/s", file=sys.stderr)
+            ours = consume(settings, len(docs), options.workers)
+            print(f"consume: {ours}", file=sys.stderr)
+            _delete(settings, settings.opensearch.index_prefix)
+            # A topic of its own: the latency consumer starts from its beginning.
+            live = settings.model_copy(
+                update={
+                    "kafka": settings.kafka.model_copy(
+                        update={"topic": f"{name}-live", "dlq_topic": f"{name}-live.dlq"}
+                    )
+                }
+            )
+            pipeline.setup(live)
+            late = latency(live, options.rate, options.seconds)
+        finally:
+            _delete(settings, settings.opensearch.index_prefix)
+            if local is not None:
+                stack.down(local)
+    result = {
+        "events": len(docs),
+        "workers": options.workers,
+        "ceiling_events_per_second": round(top),
+        "consume_events_per_second": round(ours["events_per_second"]),
+        "ratio_to_ceiling": round(ours["events_per_second"] / top, 3),
+        "consume_cpu_seconds": round(ours["cpu_seconds"], 2),
+        "consume_cpu_seconds_per_100k_events": round(ours["cpu_seconds_per_100k"], 2),
+        "consume_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "latency_rate_events_per_second": round(late["rate"]),
+        "latency_samples": late["samples"],
+        "latency_p50_ms": round(late["p50_ms"]),
+        "latency_p99_ms": round(late["p99_ms"]),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
