@@ -32,6 +32,13 @@ stack_app = typer.Typer(
     help="Start, stop and inspect the local broker and search server.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+dlq_app = typer.Typer(help="The dead-letter topic: try its messages again.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+dashboards_app = typer.Typer(
+    help="OpenSearch Dashboards saved objects: import, export, and render them offline.",
+    no_args_is_help=True,
+)
+app.add_typer(dashboards_app, name="dashboards")
 
 terminal = Terminal()
 
@@ -192,16 +199,16 @@ def setup(
 # -- produce ----------------------------------------------------------------------------------
 
 
-def _parse_start(value: str | None) -> dt.datetime | None:
+def _parse_time(value: str | None, flag: str) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        start = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
-            f"--start {value!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z"
+            f"{flag} {value!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z"
         ) from None
-    return start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @app.command()
@@ -225,10 +232,22 @@ def produce(
     start: Annotated[
         str | None,
         typer.Option(
-            help="Simulated time: events are stamped from this ISO 8601 time on, spaced as real "
-            "sessions are, instead of with the wall clock."
+            help="Backfill: events are stamped in simulated time from this ISO 8601 time on, "
+            "spaced as real sessions are, as fast as possible, until --end (or now). Without "
+            "it, events are stamped with the wall clock."
         ),
     ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Where a backfill stops (ISO 8601) [default: now; never later]."),
+    ] = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="Preset of the simulation: typical, steady (flat, no bots), breaking-news, "
+            "bot-attack."
+        ),
+    ] = "typical",
     topic: Topic = None,
     bootstrap_servers: Bootstrap = None,
     dry_run: Annotated[
@@ -237,18 +256,26 @@ def produce(
 ) -> None:
     """Simulate the news site's users and publish one JSON event per action, keyed by user.
 
-    Runs until --count or --duration, or Ctrl-C (which flushes what is in flight first)."""
-    from clickstream import producer  # noqa: PLC0415
-    from clickstream.simulation import SimulationConfig, Simulator, WallClock  # noqa: PLC0415
+    Runs until --count, --duration, the end of a backfill, or Ctrl-C (which flushes what is
+    in flight first)."""
+    from clickstream import producer, scenarios  # noqa: PLC0415
+    from clickstream.simulation import Simulator  # noqa: PLC0415
 
     settings = _settings(
         kafka={"bootstrap_servers": bootstrap_servers, "topic": topic},
         simulation={"users": users, "seed": seed},
     )
-    begin = _parse_start(start)
     sim = settings.simulation
-    config = SimulationConfig(users=sim.users, articles=sim.articles, seed=sim.seed, start=begin)
-    events = iter(Simulator(config, clock=None if begin else WallClock()))
+    begin, finish = _parse_time(start, "--start"), _parse_time(end, "--end")
+    if finish is not None and begin is None:
+        raise ConfigError("--end needs --start: it is where a backfill stops")
+    try:
+        config = scenarios.config(
+            scenario, users=sim.users, articles=sim.articles, seed=sim.seed, start=begin, end=finish
+        )
+        simulator = Simulator(config)
+    except ValueError as exc:
+        raise ConfigError(f"cannot simulate: {exc}") from None
     stats = producer.ProduceStats()
     sink: producer.Sink
     if dry_run:
@@ -257,7 +284,17 @@ def produce(
         sink = producer.KafkaSink(settings.kafka, settings.kafka.topic, stats)
     where = "stdout" if dry_run else f"{settings.kafka.topic} on {settings.kafka.bootstrap_servers}"
     log = logs.get("produce")
-    log.info("producing", to=where, count=count, duration=duration, rate=rate, seed=sim.seed)
+    log.info(
+        "producing",
+        to=where,
+        count=count,
+        duration=duration,
+        rate=rate,
+        seed=simulator.seed,
+        scenario=scenario,
+        start=begin and begin.isoformat(),
+        end=simulator.end and simulator.end.isoformat(),
+    )
     with _stop_on_signals() as stop, terminal.progress("producing", count) as bar:
 
         def progress(s: producer.ProduceStats) -> None:
@@ -265,7 +302,7 @@ def produce(
 
         try:
             producer.run(
-                events,
+                simulator.messages(),
                 sink,
                 stats,
                 count=count,
@@ -310,19 +347,202 @@ def consume(
             help="Stop after this long without messages (for scripts and tests).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Consumer processes in the group (useful up to the topic's partition count).",
+        ),
+    ] = 1,
 ) -> None:
     """Read the events topic in a consumer group and bulk-index the events into OpenSearch.
 
     Invalid messages go to the dead-letter topic with their reason. Offsets are committed only
-    after every message of a batch is indexed or dead-lettered. Ctrl-C finishes the batch."""
+    after every message of a batch is indexed or dead-lettered. While OpenSearch or Kafka is
+    unreachable, consumption pauses and resumes by itself. Ctrl-C finishes the batch."""
     settings = _settings(
         kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "group_id": group},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
         consumer={"batch_size": batch_size, "batch_timeout": batch_timeout},
     )
     with _stop_on_signals() as stop:
-        stats = pipeline.consume(settings, terminal, until_idle=until_idle, stop=stop)
+        if workers > 1:
+            from clickstream import workers as pool  # noqa: PLC0415
+
+            stats = pool.run(settings, workers=workers, until_idle=until_idle, stop=stop)
+        else:
+            stats = pipeline.consume(settings, terminal, until_idle=until_idle, stop=stop)
     terminal.say(report.consume_summary(stats))
+
+
+# -- status and dead letters ------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    topic: Topic = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Consumer group id.")] = None,
+    bootstrap_servers: Bootstrap = None,
+    opensearch_url: SearchUrl = None,
+    index_prefix: IndexPrefix = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout, for machines.")] = False,
+) -> None:
+    """Where consumption stands: per partition the group's committed offset, the end offset
+    and the lag; the documents in the index; the messages in the dead-letter topic."""
+    from clickstream import status as state_of  # noqa: PLC0415
+
+    settings = _settings(
+        kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "group_id": group},
+        opensearch={"url": opensearch_url, "index_prefix": index_prefix},
+    )
+    found = state_of.collect(settings)
+    if as_json:
+        terminal.json(found.to_dict())
+    else:
+        terminal.say(state_of.render(found))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Group that reads the dead-letter topic [default: GROUP.dlq-replay].",
+        ),
+    ] = None,
+    bootstrap_servers: Bootstrap = None,
+    opensearch_url: SearchUrl = None,
+    index_prefix: IndexPrefix = None,
+) -> None:
+    """Try the dead-letter topic's messages again (after a fix), up to its end now: each is
+    indexed or dead-lettered again with its reason, and the counts add up as in `consume`."""
+    from clickstream import dlq  # noqa: PLC0415
+
+    settings = _settings(
+        kafka={"bootstrap_servers": bootstrap_servers},
+        opensearch={"url": opensearch_url, "index_prefix": index_prefix},
+    )
+    with _stop_on_signals() as stop:
+        stats = dlq.replay(settings, group=group, stop=stop)
+    terminal.say(report.consume_summary(stats))
+
+
+# -- dashboards and report --------------------------------------------------------------------
+
+
+SavedObjects = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        "-f",
+        help="Saved objects (ndjson) [default: dashboards/clickstream.ndjson].",
+        dir_okay=False,
+    ),
+]
+DashboardsUrl = Annotated[
+    str | None, typer.Option("--dashboards-url", help="OpenSearch Dashboards URL.")
+]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        help="Only events since then: a duration back from now (30m, 1h, 2d, 1w) or an ISO "
+        "8601 time [default: all events]."
+    ),
+]
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    from clickstream.charts import parse_since  # noqa: PLC0415
+
+    return None if value is None else parse_since(value, dt.datetime.now(dt.UTC))
+
+
+@dashboards_app.command("import")
+def dashboards_import(
+    file: SavedObjects = None,
+    dashboards_url: DashboardsUrl = None,
+    index_prefix: IndexPrefix = None,
+) -> None:
+    """Import the index pattern, visualizations and dashboard into OpenSearch Dashboards,
+    overwriting objects with the same ids."""
+    from clickstream import dashboards  # noqa: PLC0415
+
+    settings = _settings(
+        dashboards={"url": dashboards_url}, opensearch={"index_prefix": index_prefix}
+    )
+    result = dashboards.install(settings, file)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in result.by_type.items())
+    terminal.say(f"imported {result.count} saved objects ({kinds}) into {settings.dashboards.url}")
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write here instead of stdout.", dir_okay=False),
+    ] = None,
+    dashboard: Annotated[str, typer.Option(help="The dashboard's id.")] = "clickstream-activity",
+    dashboards_url: DashboardsUrl = None,
+) -> None:
+    """Export the dashboard and every object it references, as ndjson."""
+    from clickstream import dashboards  # noqa: PLC0415
+
+    settings = _settings(dashboards={"url": dashboards_url})
+    exported = dashboards.export_objects(settings.dashboards, dashboard)
+    if out is None:
+        terminal.data.write(exported)
+        terminal.data.flush()
+        return
+    try:
+        out.write_bytes(exported)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    terminal.say(f"exported dashboard {dashboard} to {out}")
+
+
+@dashboards_app.command("render")
+def dashboards_render(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The HTML file to write.", dir_okay=False)
+    ] = Path("report.html"),
+    png: Annotated[bool, typer.Option("--png", help="Also write the charts as a PNG.")] = False,
+    since: Since = None,
+    file: SavedObjects = None,
+    opensearch_url: SearchUrl = None,
+    index_prefix: IndexPrefix = None,
+) -> None:
+    """Compute the dashboard's visualizations against OpenSearch and draw them in one
+    self-contained HTML file that opens offline (and, with --png, one image)."""
+    from clickstream import charts, render  # noqa: PLC0415
+
+    settings = _settings(opensearch={"url": opensearch_url, "index_prefix": index_prefix})
+    found = charts.report_for(settings, path=file, since=_since(since))
+    for path in render.write(found, out, png=png):
+        terminal.say(f"wrote {path.resolve()}")
+
+
+@app.command("report")
+def report_command(
+    since: Since = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout, for machines.")] = False,
+    file: SavedObjects = None,
+    opensearch_url: SearchUrl = None,
+    index_prefix: IndexPrefix = None,
+) -> None:
+    """The dashboard's numbers in the terminal: events by type, over time, top users,
+    devices by category, most read, liked and commented articles."""
+    from clickstream import charts  # noqa: PLC0415
+
+    settings = _settings(opensearch={"url": opensearch_url, "index_prefix": index_prefix})
+    found = charts.report_for(settings, path=file, since=_since(since))
+    if as_json:
+        terminal.json(found.as_dict())
+    else:
+        terminal.say(report.dashboard_report(found))
 
 
 # -- demo -------------------------------------------------------------------------------------

@@ -63,6 +63,12 @@ class DashboardsError(ClickstreamError):
     """OpenSearch Dashboards rejected a saved-objects request."""
 
 
+class DashboardsUnavailable(DashboardsError):
+    """OpenSearch Dashboards cannot be reached, or failed on its side (HTTP 5xx)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
 class Interrupted(ClickstreamError):
     """The user pressed Ctrl-C (or sent SIGINT) where no graceful stop was possible."""
 

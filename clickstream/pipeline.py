@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
-from itertools import islice
+from pathlib import Path
 
 from clickstream import consumer, kafka, logs, opensearch, producer, report
 from clickstream.settings import Settings
@@ -12,8 +13,14 @@ from clickstream.terminal import Terminal
 
 log = logs.get("pipeline")
 
+#: How much history the demo simulates, ending now.
+DEMO_HISTORY = dt.timedelta(hours=24)
+#: Roughly how many events one simulated reader makes in a day (3 visits of ~7 events).
+EVENTS_PER_USER_DAY = 20
 #: How long the demo's consumer waits for more messages before it calls the topic drained.
 DEMO_IDLE_SECONDS = 3.0
+#: Where the demo writes its HTML report, relative to the working directory.
+DEMO_REPORT = "report.html"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,12 @@ def setup(settings: Settings) -> list[Change]:
     prefix = settings.opensearch.index_prefix
     changed = opensearch.ensure_template(client, prefix)
     changes.append(Change(f"index template {prefix}", changed, f"for {prefix}-*"))
+    if settings.dashboards.url:
+        from clickstream import dashboards  # noqa: PLC0415
+
+        imported = dashboards.install(settings)
+        detail = f"{imported.count} saved objects, overwritten"
+        changes.append(Change(f"dashboards at {settings.dashboards.url}", True, detail))
     log.info("setup", changed=[c.what for c in changes if c.changed])
     return changes
 
@@ -76,16 +89,15 @@ def consume(
 def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
     """Stack up, setup, produce `events`, consume until idle, show what OpenSearch holds."""
     from clickstream import stack  # noqa: PLC0415 - needs the optional [stack] extra
-    from clickstream.simulation import SimulationConfig, Simulator, WallClock  # noqa: PLC0415
+    from clickstream.simulation import SimulationConfig, Simulator  # noqa: PLC0415
 
-    host = settings.stack.host
     local = settings.model_copy(
         update={
             "kafka": settings.kafka.model_copy(
-                update={"bootstrap_servers": f"{host}:{settings.stack.kafka_port}"}
+                update={"bootstrap_servers": stack.kafka_address(settings.stack)}
             ),
             "opensearch": settings.opensearch.model_copy(
-                update={"url": f"http://{host}:{settings.stack.opensearch_port}"}
+                update={"url": stack.opensearch_url(settings.stack)}
             ),
         }
     )
@@ -96,16 +108,25 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
     terminal.say("[bold]2/4[/] creating topics and the index template")
     terminal.say(report.setup_lines(setup(local)))
 
-    terminal.say(f"[bold]3/4[/] simulating {events:,} events into {local.kafka.topic}")
+    # A day of history, so the report shows the daily cycle rather than a one-second burst.
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = end - DEMO_HISTORY
+    terminal.say(
+        f"[bold]3/4[/] simulating {events:,} events of the last {DEMO_HISTORY} "
+        f"into {local.kafka.topic}"
+    )
     sim = local.simulation
-    config = SimulationConfig(users=sim.users, articles=sim.articles, seed=sim.seed)
+    users = max(20, events // EVENTS_PER_USER_DAY)  # about one day's traffic makes `events`
+    config = SimulationConfig(users=users, articles=sim.articles, seed=sim.seed, start=start,
+                              end=end)  # fmt: skip
     stats = producer.ProduceStats()
     sink = producer.KafkaSink(local.kafka, local.kafka.topic, stats)
     with terminal.progress("producing", events) as bar:
         producer.run(
-            islice(Simulator(config, clock=WallClock()), events),
+            Simulator(config).messages(),
             sink,
             stats,
+            count=events,
             on_progress=lambda s: bar.update(s.produced),
         )
     terminal.say(report.produce_summary(stats, local.kafka.topic))
@@ -119,11 +140,16 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
     client = opensearch.make_client(local.opensearch)
     summary = opensearch.summary(client, local.opensearch.index_prefix)
     terminal.say(report.index_summary(summary, local.opensearch.index_pattern))
+    from clickstream import charts, render  # noqa: PLC0415
+
+    page = render.write(charts.report_for(local), Path(DEMO_REPORT))[0].resolve()
+    terminal.say(f"\nThe dashboard's charts, offline: [bold]{page}[/] (open it in a browser)")
     search = f"{local.opensearch.url}/{local.opensearch.index_pattern}/_search?pretty"
     terminal.say(
         "\nThe stack keeps running. Look around:\n"
         f"  curl '{search}'\n"
         "  clickstream produce --rate 50      (live traffic; Ctrl-C to stop)\n"
         "  clickstream consume                (index it as it comes)\n"
+        "  clickstream report --since 1h      (the dashboard's numbers, in the terminal)\n"
         "Stop it with: clickstream stack down"
     )

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from clickstream.charts import Chart, Report
     from clickstream.consumer import ConsumeStats
     from clickstream.opensearch import Summary
     from clickstream.pipeline import Change
@@ -20,12 +21,7 @@ BAR_WIDTH = 30
 
 def stack_status(status: StackStatus, *, started: bool | None = None) -> str:
     """One line per service: running or not, where, and its pid."""
-    lines = []
-    for service in (status.kafka, status.opensearch):
-        mark = "[green]running[/]" if service.running else "[yellow]stopped[/]"
-        pid = f" (pid {service.pid})" if service.pid else ""
-        detail = f" - {service.detail}" if service.detail else ""
-        lines.append(f"  {service.name:<11} {mark} at {service.address}{pid}{detail}")
+    lines = [f"  {line}" for line in status.render().splitlines()]
     if started is False:
         lines.append("  already running; nothing started")
     return "\n".join(lines)
@@ -90,3 +86,72 @@ def index_summary(summary: Summary, pattern: str) -> Group:
         bars("by device", summary["by_device_type"]),
         bars("top users", summary["top_users"]),
     )
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}" if isinstance(value, int | float) else str(value)
+
+
+def _chart_table(chart: Chart) -> Table:
+    """One saved visualization's numbers as a terminal table, shaped by its type."""
+    title = f"[bold]{chart.title.removeprefix('Clickstream: ')}[/]"
+    rows = chart.rows
+    if chart.type in ("pie", "horizontal_bar", "histogram") and len(chart.columns) == 2:
+        return bars(title, {str(r[0]): int(r[1]) for r in rows})
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    if chart.type in ("line", "area") and len(chart.columns) == 3:
+        times = sorted({r[0] for r in rows})
+        series: dict[str, dict[str, int]] = {}
+        for when, name, value in rows:
+            series.setdefault(str(name), {})[when] = int(value)
+        start = str(times[0]).replace("T", " ").removesuffix(":00Z") if times else ""
+        table.add_column(chart.columns[1].label, style="bold")
+        table.add_column("total", justify="right")
+        table.add_column("peak", justify="right")
+        table.add_column(f"per {chart.interval} from {start} (scaled to each peak)", style="cyan")
+        for name, points in sorted(series.items(), key=lambda kv: -sum(kv[1].values())):
+            peak = max(points.values(), default=0) or 1
+            spark = "".join(
+                SPARKS[round((len(SPARKS) - 1) * points[t] / peak)] if points.get(t) else " "
+                for t in times
+            )
+            table.add_row(name, f"{sum(points.values()):,}", f"{peak:,}", spark)
+        return table
+    if chart.type == "heatmap" and len(chart.columns) == 3:
+        xs = list(dict.fromkeys(str(r[0]) for r in rows))
+        ys = list(dict.fromkeys(str(r[1]) for r in rows))
+        cells = {(str(r[0]), str(r[1])): r[2] for r in rows}
+        table.add_column(f"{chart.columns[0].label} / {chart.columns[1].label}", style="bold")
+        for y in ys:
+            table.add_column(y, justify="right")
+        for x in xs:
+            table.add_row(x, *(_number(cells.get((x, y), 0)) for y in ys))
+        return table
+    if chart.type == "metric" and rows:
+        for column in chart.columns:
+            table.add_column(column.label, justify="right")
+        table.add_row(*(f"[bold]{_number(v)}[/]" for v in rows[0]))
+        return table
+    table.add_column("#", justify="right", style="dim")
+    for column in chart.columns:
+        table.add_column(column.label, justify="right" if column.role == "metric" else "left")
+    for n, row in enumerate(rows, 1):
+        table.add_row(str(n), *(_number(v) for v in row))
+    return table
+
+
+def dashboard_report(report: Report) -> Group:
+    """The dashboard's charts in the terminal: the same numbers as the HTML report."""
+    span = report.time_range
+    when = f"{span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC" if span else "no events"
+    parts: list[Table] = []
+    for chart in report.charts:
+        parts.append(_chart_table(chart))
+    header = Table(show_header=False, box=None)
+    header.add_row(f"[bold]{report.pattern}[/], {when}")
+    return Group(header, *(Group(p, "") for p in parts))

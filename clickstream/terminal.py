@@ -13,6 +13,7 @@ from typing import IO, Any, TextIO
 
 import orjson
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -56,7 +57,8 @@ class Terminal:
         self.err.print(message, soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+        # The message is plain text: `[field]` in a server's reason is not markup.
+        self.err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout."""
