@@ -17,8 +17,8 @@ demo: install ## run the whole pipeline on the local stack
 	$(BIN)/clickstream demo
 
 lint: install ## ruff and mypy --strict
-	$(BIN)/ruff check clickstream tests
-	$(BIN)/ruff format --check clickstream tests
+	$(BIN)/ruff check clickstream tests bench
+	$(BIN)/ruff format --check clickstream tests bench
 	$(BIN)/mypy
 
 test: lint ## lint, type-check, then every test (unit, integration, end to end)
