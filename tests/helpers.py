@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import random
+import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 from clickstream.events import Event, EventType
@@ -34,3 +38,24 @@ def make_event(event_type: EventType = EventType.PAGE_VIEW, **fields: Any) -> Ev
     }
     values.update(fields)
     return Event(**values)
+
+
+def port_below_ephemeral_range() -> int:
+    """A free port under the kernel's ephemeral range.
+
+    A client that keeps reconnecting to a stopped server on an ephemeral port can end up
+    connected to itself (TCP simultaneous open) and so hold the port the server needs back.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(low - 12000, 1025), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")

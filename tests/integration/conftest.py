@@ -8,7 +8,6 @@ own uuid-named topic, group and index prefix, and what it made is deleted afterw
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from opensearchpy import OpenSearch
 from clickstream import stack
 from clickstream.errors import StackError
 from clickstream.settings import KafkaSettings, OpenSearchSettings, Settings, StackSettings
+from tests.helpers import port_below_ephemeral_range
 
 HERE = Path(__file__).parent
 
@@ -34,15 +34,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now, distinct (all held open until all are picked)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Distinct ports nothing listens on now, below the kernel's ephemeral range, so that no
+    client connection (or a server's own random port) can take one before its server binds."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = port_below_ephemeral_range()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 @pytest.fixture(scope="session")

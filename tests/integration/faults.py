@@ -8,7 +8,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from clickstream import producer, stack
 from clickstream.events import Event
 from clickstream.settings import Settings, StackSettings
 from clickstream.simulation import SimulationConfig, Simulator
+from tests.helpers import port_below_ephemeral_range
 
 CLI = str(Path(sys.executable).parent / "clickstream")
 START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
@@ -114,27 +114,6 @@ class FaultyProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-
-
-def port_below_ephemeral_range() -> int:
-    """A free port under the kernel's ephemeral range.
-
-    A client that keeps reconnecting to a stopped server on an ephemeral port can end up
-    connected to itself (TCP simultaneous open) and so hold the port the server needs back.
-    """
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(low - 12000, 1025), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Broker:
