@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import threading
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ log = logs.get("pipeline")
 
 #: How much history the demo simulates, ending now.
 DEMO_HISTORY = dt.timedelta(hours=24)
-#: Roughly how many events one simulated reader makes in a day (3 visits of ~7 events).
-EVENTS_PER_USER_DAY = 20
+#: Events per reader the demo counts on for a day; readers make about 24 (3 visits of ~8
+#: events), so a day of simulation yields about twice what the demo publishes.
+EVENTS_PER_USER_DAY = 12
 #: How long the demo's consumer waits for more messages before it calls the topic drained.
 DEMO_IDLE_SECONDS = 3.0
 #: Where the demo writes its HTML report, relative to the working directory.
@@ -108,27 +110,24 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
     terminal.say("[bold]2/4[/] creating topics and the index template")
     terminal.say(report.setup_lines(setup(local)))
 
-    # A day of history, so the report shows the daily cycle rather than a one-second burst.
+    # A day of history ending now, so the report shows the daily cycle (not a one-second
+    # burst) and `report --since 1h` finds the latest hour: the population is sized for about
+    # twice `events` a day, and the last `events` of that day are published.
     end = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    start = end - DEMO_HISTORY
     terminal.say(
-        f"[bold]3/4[/] simulating {events:,} events of the last {DEMO_HISTORY} "
-        f"into {local.kafka.topic}"
+        f"[bold]3/4[/] simulating the news site's last {DEMO_HISTORY // dt.timedelta(hours=1)} "
+        f"hours: the latest "
+        f"{events:,} events go to {local.kafka.topic}"
     )
     sim = local.simulation
-    users = max(20, events // EVENTS_PER_USER_DAY)  # about one day's traffic makes `events`
-    config = SimulationConfig(users=users, articles=sim.articles, seed=sim.seed, start=start,
-                              end=end)  # fmt: skip
+    users = max(20, events // EVENTS_PER_USER_DAY)
+    config = SimulationConfig(users=users, articles=sim.articles, seed=sim.seed,
+                              start=end - DEMO_HISTORY, end=end)  # fmt: skip
+    latest = collections.deque(Simulator(config).messages(), maxlen=events)
     stats = producer.ProduceStats()
     sink = producer.KafkaSink(local.kafka, local.kafka.topic, stats)
-    with terminal.progress("producing", events) as bar:
-        producer.run(
-            Simulator(config).messages(),
-            sink,
-            stats,
-            count=events,
-            on_progress=lambda s: bar.update(s.produced),
-        )
+    with terminal.progress("producing", len(latest)) as bar:
+        producer.run(latest, sink, stats, on_progress=lambda s: bar.update(s.produced))
     terminal.say(report.produce_summary(stats, local.kafka.topic))
 
     terminal.say(
