@@ -10,6 +10,7 @@ these rows, so the numbers are the same everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import AuthorizationException, OpenSearchException, TransportError
-from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import AuthorizationException
 
 from clickstream import dashboards, opensearch
 from clickstream.dashboards import Visualization
-from clickstream.errors import ConfigError, OpenSearchFailure, OpenSearchUnavailable
+from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 
 #: Aggregations the offline renderer understands, by role.
@@ -331,17 +331,8 @@ def chart(
 
 
 def _search(client: OpenSearch, pattern: str, body: Mapping[str, Any], what: str) -> Any:
-    try:
+    with opensearch.translate_errors(what):
         return client.search(index=pattern, body=body)
-    except OpenSearchConnectionError as exc:
-        raise OpenSearchUnavailable(
-            f"{what}: cannot reach OpenSearch ({exc.info})",
-            hint="is it running? check opensearch.url",
-        ) from None
-    except TransportError as exc:
-        raise OpenSearchFailure(f"{what} failed: HTTP {exc.status_code} {exc.error}") from None
-    except OpenSearchException as exc:
-        raise OpenSearchFailure(f"{what} failed: {exc}") from None
 
 
 def data_range(client: OpenSearch, pattern: str, time_field: str) -> TimeRange | None:
@@ -374,17 +365,13 @@ def compute(
     """Run every visualization's aggregation over `pattern` (from `since` to `now`, or over
     all the data) and return the charts."""
     now = now or dt.datetime.now(dt.UTC)
-    try:  # read-after-write: show what was just indexed
+    # Read-after-write: show what was just indexed. A read-only user may not refresh; the
+    # index then refreshes itself within a second.
+    with (
+        opensearch.translate_errors(f"refreshing {pattern}"),
+        contextlib.suppress(AuthorizationException),
+    ):
         client.indices.refresh(index=pattern, allow_no_indices=True, ignore_unavailable=True)
-    except AuthorizationException:
-        pass  # a read-only user may not refresh; the index refreshes itself within a second
-    except OpenSearchConnectionError as exc:
-        raise OpenSearchUnavailable(
-            f"reading {pattern}: cannot reach OpenSearch ({exc.info})",
-            hint="is it running? check opensearch.url",
-        ) from None
-    except OpenSearchException as exc:
-        raise OpenSearchFailure(f"refreshing {pattern} failed: {exc}") from None
     time_range = TimeRange(since, now) if since else data_range(client, pattern, time_field)
     charts = []
     for vis in visualizations:

@@ -167,7 +167,7 @@ def _comparable(body: Mapping[str, Any]) -> dict[str, Any]:
 def ensure_template(client: OpenSearch, prefix: str) -> bool:
     """Install our index template; False if the stored one already equals it."""
     ours = index_template(prefix)
-    with _translate(f"reading index template {prefix}"):
+    with translate_errors(f"reading index template {prefix}"):
         try:
             stored = client.transport.perform_request("GET", f"/_index_template/{prefix}")
         except NotFoundError:
@@ -175,7 +175,7 @@ def ensure_template(client: OpenSearch, prefix: str) -> bool:
     found = [t["index_template"] for t in stored.get("index_templates", []) if t["name"] == prefix]
     if found and _comparable(found[0]) == _comparable(ours):
         return False
-    with _translate(f"writing index template {prefix}"):
+    with translate_errors(f"writing index template {prefix}"):
         client.transport.perform_request("PUT", f"/_index_template/{prefix}", body=ours)
     return True
 
@@ -415,7 +415,7 @@ def _failure(what: str, exc: TransportError) -> OpenSearchFailure:
 
 
 @contextmanager
-def _translate(what: str) -> Iterator[None]:
+def translate_errors(what: str) -> Iterator[None]:
     """Turn the client's exceptions into ours, saying what we were doing."""
     try:
         yield
@@ -436,14 +436,14 @@ def _translate(what: str) -> Iterator[None]:
 
 def check(client: OpenSearch, url: str) -> None:
     """Fail fast, with a clear message, if OpenSearch cannot be reached or refuses us."""
-    with _translate(f"connecting to OpenSearch at {url}"):
+    with translate_errors(f"connecting to OpenSearch at {url}"):
         client.cluster.health()
 
 
 def count(client: OpenSearch, prefix: str) -> int:
     """How many events the `<prefix>-*` indices hold, after a refresh."""
     pattern = f"{prefix}-*"
-    with _translate(f"counting {pattern}"):
+    with translate_errors(f"counting {pattern}"):
         client.indices.refresh(index=pattern)
         return int(client.count(index=pattern)["count"])
 
@@ -468,7 +468,7 @@ def summary(client: OpenSearch, prefix: str) -> Summary:
         "top_users": {"terms": {"field": "user_id", "size": 10}},
     }
     body = {"size": 0, "track_total_hits": True, "aggs": aggs}
-    with _translate(f"summarising {pattern}"):
+    with translate_errors(f"summarising {pattern}"):
         client.indices.refresh(index=pattern)
         response = client.search(index=pattern, body=body)
     found = response.get("aggregations", {})
