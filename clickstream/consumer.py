@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -26,6 +26,7 @@ from clickstream import kafka, logs
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
 from clickstream.events import Event, format_timestamp
 from clickstream.opensearch import BulkItem, IndexResult, backoff_delay
+from clickstream.runstats import Timed
 from clickstream.settings import Settings
 
 log = logs.get("consumer")
@@ -112,7 +113,7 @@ class DeadLetter:
 
 
 @dataclass
-class ConsumeStats:
+class ConsumeStats(Timed):
     """Counts of one consume run; consumed == indexed + dead_lettered after every batch."""
 
     consumed: int = 0
@@ -121,17 +122,10 @@ class ConsumeStats:
     retried: int = 0
     batches: int = 0
     abandoned: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
 
     @property
-    def elapsed(self) -> float:
-        end = self.finished if self.finished is not None else time.monotonic()
-        return max(end - self.started, 1e-9)
-
-    @property
-    def rate(self) -> float:
-        return self.consumed / self.elapsed
+    def done(self) -> int:
+        return self.consumed
 
     def as_dict(self) -> dict[str, Any]:
         return {

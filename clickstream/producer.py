@@ -16,13 +16,14 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from clickstream import kafka, logs
 from clickstream.events import Event
+from clickstream.runstats import Timed
 from clickstream.settings import KafkaSettings
 
 log = logs.get("producer")
@@ -52,26 +53,18 @@ KeyValue = tuple[bytes, bytes]
 
 
 @dataclass
-class ProduceStats:
+class ProduceStats(Timed):
     """Counts of one produce run."""
 
     produced: int = 0
     delivered: int = 0
     failed: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
     interrupted: bool = False
     first_error: str | None = None
 
     @property
-    def elapsed(self) -> float:
-        end = self.finished if self.finished is not None else time.monotonic()
-        return max(end - self.started, 1e-9)
-
-    @property
-    def rate(self) -> float:
-        """Events handed over per second."""
-        return self.produced / self.elapsed
+    def done(self) -> int:
+        return self.produced
 
     @property
     def in_flight(self) -> int:
