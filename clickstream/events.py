@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
+import time
 from enum import StrEnum
-from typing import Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, NamedTuple, NotRequired, Required, Self, cast
 from uuid import UUID
 
 import orjson
@@ -19,10 +20,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
+    TypeAdapter,
     field_serializer,
     field_validator,
     model_validator,
+    with_config,
 )
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION: Final = 1
 
@@ -69,6 +74,32 @@ def _canonical_ip(value: str) -> str:
     return str(ipaddress.ip_address(value))
 
 
+def _utc_in_range(value: dt.datetime) -> dt.datetime:
+    """`value` in UTC; raises `ValueError` if it has no time zone, is before 2000 or ahead."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (use UTC, e.g. ...Z)")
+    value = value.astimezone(dt.UTC)
+    if value < EARLIEST:
+        raise ValueError(f"timestamp {format_timestamp(value)} is before {EARLIEST.year}")
+    if value > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
+        raise ValueError(f"timestamp {format_timestamp(value)} is in the future")
+    return value
+
+
+def _check_fields_match_type(
+    event_type: str, article_id: str | None, category: str | None, comment: str | None
+) -> None:
+    """Raises `ValueError` unless exactly the article events carry an article (and only
+    comments a comment)."""
+    about_article = event_type in ARTICLE_EVENTS
+    if about_article and not (article_id and category):
+        raise ValueError(f"a {event_type} event needs article_id and category")
+    if not about_article and (article_id or category):
+        raise ValueError(f"a {event_type} event has no article")
+    if (event_type == EventType.COMMENT) != (comment is not None):
+        raise ValueError("comment_text is present on comment events and only there")
+
+
 def format_timestamp(value: dt.datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a `Z`, e.g. `2026-01-01T08:00:00.000Z`."""
     utc = value.astimezone(dt.UTC)
@@ -99,14 +130,7 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _timestamp_in_range(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must carry a time zone (use UTC, e.g. ...Z)")
-        value = value.astimezone(dt.UTC)
-        if value < EARLIEST:
-            raise ValueError(f"timestamp {format_timestamp(value)} is before {EARLIEST.year}")
-        if value > dt.datetime.now(dt.UTC) + MAX_CLOCK_SKEW:
-            raise ValueError(f"timestamp {format_timestamp(value)} is in the future")
-        return value
+        return _utc_in_range(value)
 
     @field_validator("ip")
     @classmethod
@@ -115,13 +139,7 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> Self:
-        about_article = self.event_type in ARTICLE_EVENTS
-        if about_article and not (self.article_id and self.category):
-            raise ValueError(f"a {self.event_type} event needs article_id and category")
-        if not about_article and (self.article_id or self.category):
-            raise ValueError(f"a {self.event_type} event has no article")
-        if (self.event_type is EventType.COMMENT) != (self.comment_text is not None):
-            raise ValueError("comment_text is present on comment events and only there")
+        _check_fields_match_type(self.event_type, self.article_id, self.category, self.comment_text)
         return self
 
     @field_serializer("timestamp")
@@ -145,6 +163,102 @@ class Event(BaseModel):
     def day(self) -> str:
         """The event's UTC day as `YYYY.MM.DD`, which names its daily index."""
         return self.timestamp.strftime("%Y.%m.%d")
+
+
+class EventKey(NamedTuple):
+    """What indexing needs of a valid event: its id and its UTC day (`YYYY.MM.DD`)."""
+
+    event_id: str
+    day: str
+
+
+#: The forms of a UUID and an IP address the fast check accepts: how `Event.to_json` writes
+#: them (and nearly every producer does). Other valid forms are left to the model.
+_CANONICAL_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+#: And of a timestamp: UTC with milliseconds, as `format_timestamp` writes it. Written so,
+#: timestamps compare as text and the day is the first ten characters.
+_CANONICAL_TIMESTAMP = (
+    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z$"
+)
+
+
+def _fast_form(name: str, annotation: Any) -> Any:
+    """The type the fast check gives field `name` of `Event`: strings in place of UUIDs,
+    enums and the timestamp (no objects to build), in the canonical forms only."""
+    if annotation is UUID:
+        return Annotated[str, StringConstraints(pattern=_CANONICAL_UUID)]
+    if annotation is dt.datetime:
+        return Annotated[str, StringConstraints(pattern=_CANONICAL_TIMESTAMP)]
+    if isinstance(annotation, type) and issubclass(annotation, StrEnum):
+        return Literal[tuple(member.value for member in annotation)]
+    if name == "ip":
+        return Annotated[str, StringConstraints(pattern=_CANONICAL_IPV4)]
+    return annotation
+
+
+def _fields_validator() -> TypeAdapter[dict[str, Any]]:
+    """A validator of `Event`'s fields (types, lengths, required and unknown keys) that
+    builds a plain dict instead of a model. It is derived from the model's own fields, so
+    the two cannot drift; `check_json` adds the model's validators."""
+    fields: dict[str, Any] = {}
+    for name, info in Event.model_fields.items():
+        annotation = _fast_form(name, info.annotation)
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        fields[name] = Required[annotation] if info.is_required() else NotRequired[annotation]
+    config = ConfigDict(extra="forbid", str_max_length=Event.model_config.get("str_max_length"))
+    shape = with_config(config)(TypedDict("EventFields", fields))  # type: ignore[operator]
+    return cast(TypeAdapter[dict[str, Any]], TypeAdapter(shape))
+
+
+_FIELDS = _fields_validator()
+_EARLIEST_TEXT = format_timestamp(EARLIEST)
+
+
+class _Horizon:
+    """The latest timestamp an event may have, as text; renewed every second, so at most a
+    second behind the model's (the fast check is stricter, never laxer)."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._text = ""
+
+    def text(self) -> str:
+        now = time.time()
+        if now >= self._until:
+            self._until = now + 1.0
+            self._text = format_timestamp(dt.datetime.fromtimestamp(now, dt.UTC) + MAX_CLOCK_SKEW)
+        return self._text
+
+
+_HORIZON = _Horizon()
+
+
+def check_json(data: bytes) -> EventKey:
+    """Validate one event's JSON by the rules of `Event.model_validate_json`, without
+    building an `Event`: the consumer's hot path, two to three times as fast.
+
+    It accepts only what the model accepts, with the same id and day; it also rejects valid
+    events whose UUIDs, IP address or timestamp are not written the way `Event.to_json`
+    writes them, for the model to decide. Raises `pydantic.ValidationError` or
+    `ValueError`; the model says better why.
+    """
+    fields = _FIELDS.validate_json(data)
+    timestamp: str = fields["timestamp"]
+    if not _EARLIEST_TEXT <= timestamp <= _HORIZON.text():
+        raise ValueError("timestamp out of range")
+    if timestamp[8:10] > "28":  # a day of the month that the month may not have
+        dt.date(int(timestamp[:4]), int(timestamp[5:7]), int(timestamp[8:10]))
+    _check_fields_match_type(
+        fields["event_type"],
+        fields.get("article_id"),
+        fields.get("category"),
+        fields.get("comment_text"),
+    )
+    return EventKey(fields["event_id"], timestamp[:10].replace("-", "."))
 
 
 def json_schema() -> dict[str, Any]:

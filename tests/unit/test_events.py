@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from clickstream.events import Event, EventType, format_timestamp, json_schema
+from clickstream.events import (
+    Event,
+    EventKey,
+    EventType,
+    check_json,
+    format_timestamp,
+    json_schema,
+)
+from clickstream.simulation import SimulationConfig, Simulator
 from tests.helpers import make_event
 
 
@@ -74,3 +85,125 @@ class TestValidation:
         data["surprise"] = 1
         with pytest.raises(ValidationError, match="surprise"):
             Event.from_json(orjson.dumps(data))
+
+
+#: Stands for "remove the field".
+_MISSING = object()
+#: Values that probe each rule of the model: types, lengths, formats, ranges, cross-field.
+_PROBES: list[object] = [
+    None,
+    "",
+    "x",
+    "x" * 64,
+    "x" * 65,
+    "x" * 2001,
+    7,
+    1.5,
+    True,
+    [],
+    {},
+    "mobile",
+    "MOBILE",
+    "like",
+    "comment",
+    "logout",
+    "NL",
+    "Nl",
+    "art-1",
+    "::1",
+    "2001:DB8::1",
+    "10.0.0.256",
+    "010.0.0.1",
+    "8.8.8.8",
+    "0e6a0e1c-9b1e-4b39-a1a3-4a4f5a1b7c2d",
+    "0E6A0E1C-9B1E-4B39-A1A3-4A4F5A1B7C2D",
+    "0e6a0e1c9b1e4b39a1a34a4f5a1b7c2d",
+    "urn:uuid:0e6a0e1c-9b1e-4b39-a1a3-4a4f5a1b7c2d",
+    "2026-03-01T12:00:00Z",
+    "2026-03-01T12:00:00.000Z",
+    "2026-03-01T12:00:00.000+00:00",
+    "2026-02-28T23:59:59.999Z",
+    "2026-02-29T12:00:00.000Z",
+    "2028-02-29T12:00:00.000Z",
+    "2026-04-31T12:00:00.000Z",
+    "2026-03-31T12:00:00.000Z",
+    "2026-03-01T24:00:00.000Z",
+    "2026-03-01T23:59:60.000Z",
+    "2026-13-01T12:00:00.000Z",
+    "2000-01-01T00:00:00.000Z",
+    "1999-12-31T23:59:59.999Z",
+    "2026-03-01T23:30:00-02:00",
+    "2026-03-01T12:00:00",
+    "1999-12-31T23:59:59.999Z",
+    "2000-01-01T00:00:00Z",
+    "2999-01-01T00:00:00Z",
+    "1772366400",
+    1772366400,
+]
+
+
+def _agree(doc: dict[str, object]) -> None:
+    """`check_json` accepts `doc` only if the model does, with the model's id and day; and
+    if the model accepts it and it is written as `Event.to_json` writes it (with an IPv4
+    address), so does `check_json`."""
+    data = orjson.dumps(doc)
+    try:
+        event = Event.model_validate_json(data)
+    except ValidationError:
+        event = None
+    try:
+        key = check_json(data)
+    except (ValidationError, ValueError):
+        key = None
+    if event is None:
+        assert key is None, doc
+    elif key is not None:
+        assert key == EventKey(str(event.event_id), event.day), doc
+    elif event.ip.count(".") == 3:  # IPv6 addresses are left to the model
+        assert orjson.loads(event.to_json()) != {"schema_version": 1, **doc}, doc
+
+
+class TestFastCheck:
+    """`check_json`, the consumer's fast path, against the model it must agree with."""
+
+    def test_every_single_change_of_every_event_type(self):
+        """Each probe value in (or missing from) each field of each type of event."""
+        for event_type in EventType:
+            valid = orjson.loads(make_event(event_type).to_json())
+            for name in [*Event.model_fields, "mood"]:
+                _agree({k: v for k, v in valid.items() if k != name})
+                for value in _PROBES:
+                    _agree({**valid, name: value})
+
+    @given(
+        changes=st.dictionaries(
+            st.sampled_from([*Event.model_fields, "mood"]),
+            st.one_of(st.sampled_from(_PROBES), st.just(_MISSING)),
+            min_size=2,
+            max_size=4,
+        ),
+        event_type=st.sampled_from(list(EventType)),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_accepts_exactly_what_the_model_accepts(self, changes, event_type):
+        """Several changes at once: both accept or both reject."""
+        doc = orjson.loads(make_event(event_type).to_json())
+        for name, value in changes.items():
+            if value is _MISSING:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+        _agree(doc)
+
+    def test_accepts_every_simulated_event(self):
+        """The fast check is the path the simulator's events take, all of them."""
+        config = SimulationConfig(users=300, seed=3, start=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+        for _, value in itertools.islice(Simulator(config).messages(), 5000):
+            event = Event.model_validate_json(value)
+            assert check_json(value) == EventKey(str(event.event_id), event.day)
+
+    def test_rejects_bytes_that_are_not_an_event(self):
+        """Not JSON, not an object, not UTF-8: rejected, never a crash."""
+        for data in (b"", b"{", b"[1]", b'{"a": "\xff"}', b"null"):
+            with pytest.raises((ValidationError, ValueError)):
+                check_json(data)
