@@ -15,8 +15,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -24,8 +26,9 @@ from pydantic import ValidationError
 
 from clickstream import kafka, logs
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
-from clickstream.events import Event, format_timestamp
-from clickstream.opensearch import BulkItem, IndexResult, backoff_delay
+from clickstream.events import Event, check_json, format_timestamp
+from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
+from clickstream.rests import Rests
 from clickstream.runstats import Timed
 from clickstream.settings import Settings
 
@@ -41,7 +44,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # CPU it spends fetching ahead (see `prefetch`); refill a drained queue soon.
     "queued.max.messages.kbytes": 16384,
     "fetch.queue.backoff.ms": 100,
-    # Say when a partition is read to its end: it then rests for `EOF_REST` (see there).
+    # Say when a partition is read to its end: it then rests (see `clickstream.rests`).
     "enable.partition.eof": True,
 }
 #: librdkafka settings for the dead-letter producer: it waits out broker outages instead of
@@ -55,12 +58,11 @@ DLQ_PRODUCER_DEFAULTS: dict[str, Any] = {
 MAX_REASON = 1000
 #: How long one poll may block, so that stop requests are seen promptly.
 POLL_SLICE = 0.2
+#: While a batch is being indexed, how long one poll for the next batch may block: how
+#: late, at most, the end of the indexing is noticed.
+INDEXING_POLL = 0.005
 #: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
 KAFKA_PROBE_EVERY = 2.0
-#: How long a partition read to its end rests before it is fetched again. A broker holds an
-#: empty fetch open for `fetch.wait.max.ms`; one that answers at once would otherwise have
-#: the client fetch in a tight loop, burning CPU while there is nothing to read.
-EOF_REST = 0.05
 #: How long a stopping consumer still waits for its last commit to be confirmed.
 COMMIT_GRACE = 5.0
 #: While a service stays unavailable, how often the consumer says so again.
@@ -85,12 +87,13 @@ SOURCE_HEADERS = (
 
 
 def prefetch(batch_size: int) -> int:
-    """Messages per partition librdkafka keeps queued ahead: two batches, at least 1,000.
+    """Messages per partition librdkafka keeps queued ahead: a quarter batch, at least 100.
 
-    Enough to fill the next batch while one is indexed; more only costs memory and the CPU
-    of fetching far ahead (librdkafka's default is 100,000 per partition).
+    The consumer itself reads the next batch while one is indexed, so librdkafka only
+    bridges the polls in between; more costs memory, and the CPU of fetching far ahead
+    (librdkafka's default is 100,000 per partition).
     """
-    return max(2 * batch_size, 1000)
+    return max(batch_size // 4, 100)
 
 
 class ErrorKind:
@@ -209,15 +212,23 @@ class _Abandon(Exception):
     """The in-flight batch is given up uncommitted: a stop was requested or it was revoked."""
 
 
-def decode(message: Message) -> Event | DeadLetter:
-    """The event in `message`, or why there is none."""
+def decode(message: Message) -> Document | DeadLetter:
+    """The event in `message`, ready to index as it came, or why there is none."""
     value = message.value()
     if not value:
         return DeadLetter(message, ErrorKind.EMPTY, "message has no value")
     try:
-        return Event.model_validate_json(value)
-    except ValidationError as exc:
-        return DeadLetter(message, *_classify_invalid(value, exc))
+        return Document(*check_json(value), value) if b"\n" not in value else _slow(value)
+    except (ValidationError, ValueError):
+        # Not valid by the fast check: the model itself decides, and says why.
+        try:
+            return _slow(value)
+        except ValidationError as exc:
+            return DeadLetter(message, *_classify_invalid(value, exc))
+
+
+def _slow(value: bytes) -> Document:
+    return Document.of(Event.model_validate_json(value), value)
 
 
 def _classify_invalid(value: bytes, exc: ValidationError) -> tuple[str, str]:
@@ -305,7 +316,6 @@ class EventConsumer:
         self._batch: list[Message] = []
         self._batch_started = 0.0
         self._probed = 0.0
-        self._resting: dict[tuple[str, int], float] = {}
         self._commit_results: list[KafkaError | None] = []
         self._inflight: set[tuple[str, int]] = set()
         self._revoked: set[tuple[str, int]] = set()
@@ -327,6 +337,10 @@ class EventConsumer:
                 **settings.kafka.extra,
             }
         )
+        self._rests = Rests(self._consumer)
+        # Indexing runs in this thread while the main one reads ahead and keeps polling.
+        self._indexing = ThreadPoolExecutor(1, thread_name_prefix="clickstream-index")
+        self._abandon = threading.Event()
         self._dlq = Producer({**base, **DLQ_PRODUCER_DEFAULTS, "error_cb": self._on_error})
         self._dlq_failures: list[str] = []
 
@@ -359,8 +373,7 @@ class EventConsumer:
             )
         self._batch = keep
         self._revoked |= self._inflight & lost
-        for key in lost:
-            self._resting.pop(key, None)
+        self._rests.forget(lost)
         # A pause outlives the assignment: were these partitions assigned to us again, they
         # would stay paused. Leave them unpaused (a wait in progress pauses what it gets).
         with contextlib.suppress(KafkaException):
@@ -391,15 +404,17 @@ class EventConsumer:
             while not stop.is_set() and not self._read_to_the_end():
                 wanted = cfg.batch_size - len(self._batch)
                 try:
-                    messages = self._consumer.consume(num_messages=wanted, timeout=POLL_SLICE)
+                    messages = self._consumer.consume(
+                        num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE)
+                    )
                 except KafkaException as exc:
                     raise kafka.wrap(
                         exc, f"consuming {topic!r}", self._kafka.bootstrap_servers
                     ) from None
                 now = time.monotonic()
                 added = self._add_pending(messages, now)
-                if self._resting:
-                    self._wake(now)
+                if self._rests.resting or self._rests.probing:
+                    self._rests.tick()
                 if self.kafka_outage.active:
                     self._probe_kafka(added, now)
                 if added or self.kafka_outage.active:  # an outage is not idleness
@@ -441,6 +456,7 @@ class EventConsumer:
         """Leave the group (its partitions go to the others at once)."""
         with contextlib.suppress(KafkaException, RuntimeError):  # already closed
             self._consumer.close()
+        self._indexing.shutdown(wait=False)
 
     def _read_to_the_end(self, *, pending: bool = False) -> bool:
         """With `stop_at`: whether every listed partition is read (and, unless `pending`,
@@ -449,19 +465,19 @@ class EventConsumer:
             return False
         return not self._stop_at
 
-    def _accept(self, msg: Message) -> bool:
+    def _on_event(self, msg: Message) -> None:
+        """Handle what `consume` returned that is not a message: an error or an event."""
         error = msg.error()
         if error is None:
-            if self._stop_at is None:
-                return True
-            return self._within_stop_at(msg)
+            return
         if error.code() == KafkaError._PARTITION_EOF:
-            self._rest(msg)
-            return False
+            topic, partition = msg.topic(), msg.partition()
+            if not self._paused and topic is not None and partition is not None:
+                self._rests.reached_end(topic, partition)
+            return
         if error.fatal():
             raise KafkaFailure(f"fatal consumer error: {kafka.describe(error)}")
         self._on_error(error)
-        return False
 
     def _within_stop_at(self, msg: Message) -> bool:
         """Whether `msg` comes before its partition's end offset; notes a partition's end."""
@@ -491,7 +507,7 @@ class EventConsumer:
     def _resume(self) -> None:
         if self._paused:
             self._paused = False
-            self._resting.clear()
+            self._rests.clear()
             with contextlib.suppress(KafkaException):
                 self._consumer.resume(self._consumer.assignment())
 
@@ -520,36 +536,25 @@ class EventConsumer:
             # Only partitions assigned since the last pause can deliver: keep them pending.
             self._add_pending(messages, time.monotonic())
 
-    def _rest(self, msg: Message) -> None:
-        """Pause a partition read to its end for a moment (unless all are paused anyway)."""
-        topic, partition = msg.topic(), msg.partition()
-        if self._paused or topic is None or partition is None:
-            return
-        tp = TopicPartition(topic, partition)
-        with contextlib.suppress(KafkaException):
-            self._consumer.pause([tp])
-            self._resting[(tp.topic, tp.partition)] = time.monotonic() + EOF_REST
-
-    def _wake(self, now: float) -> None:
-        """Resume the partitions whose rest is over."""
-        due = [key for key, until in self._resting.items() if until <= now]
-        if due:
-            for key in due:
-                del self._resting[key]
-            with contextlib.suppress(KafkaException):
-                self._consumer.resume([TopicPartition(t, p) for t, p in due])
-
     def _add_pending(self, messages: list[Message], now: float) -> int:
         """Add fetched messages to the next batch (the batch's clock starts with its first);
         how many were messages (not events such as a partition's end)."""
-        added = 0
-        for msg in messages:
-            if self._accept(msg):
-                if not self._batch:
-                    self._batch_started = now
-                self._batch.append(msg)
-                added += 1
-        return added
+        accepted = [msg for msg in messages if msg.error() is None]
+        if len(accepted) < len(messages):
+            for msg in messages:
+                if msg.error() is not None:
+                    self._on_event(msg)
+        if self._stop_at is not None:
+            accepted = [msg for msg in accepted if self._within_stop_at(msg)]
+        if accepted:
+            if not self._batch:
+                self._batch_started = now
+            self._batch.extend(accepted)
+            if self._rests.probing:
+                self._rests.received(
+                    {(msg.topic() or "", msg.partition() or 0) for msg in accepted}
+                )
+        return len(accepted)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -583,17 +588,16 @@ class EventConsumer:
         return [m for m in batch if (m.topic(), m.partition()) not in self._revoked]
 
     def _handle(self, batch: list[Message]) -> None:
-        events: list[tuple[Event, bytes]] = []
+        events: list[Document] = []
         sources: list[Message] = []
         letters: list[DeadLetter] = []
         for msg in batch:
             decoded = decode(msg)
-            if isinstance(decoded, DeadLetter):
-                letters.append(decoded)
-            else:
-                # The validated message is indexed as it came: no second serialization.
-                events.append((decoded, msg.value() or b""))
+            if type(decoded) is Document:
+                events.append(decoded)
                 sources.append(msg)
+            else:
+                letters.append(cast(DeadLetter, decoded))
         indexed = retries = 0
         if events:
             outcome = self._index(events)
@@ -627,13 +631,17 @@ class EventConsumer:
         if self._on_batch is not None:
             self._on_batch(stats)
 
-    def _index(self, events: list[tuple[Event, bytes]]) -> IndexResult:
+    def _index(self, events: list[Document]) -> IndexResult:
         """Index `events`, riding out an OpenSearch outage of any length."""
         outage, attempt = self.search_outage, 0
         while True:
+            attempts = 1 if outage.active else None
+            self._abandon.clear()
             try:
-                result = self._indexer.index(
-                    events, wait=self._wait, attempts=1 if outage.active else None
+                result = self._await_indexing(
+                    self._indexing.submit(
+                        self._indexer.index, events, wait=self._pause_indexing, attempts=attempts
+                    )
                 )
             except OpenSearchUnavailable as exc:
                 outage.failed(str(exc), pending=len(events))
@@ -644,6 +652,39 @@ class EventConsumer:
                 continue
             outage.recovered()
             return result
+
+    def _await_indexing(self, indexing: Future[IndexResult]) -> IndexResult:
+        """While a batch is indexed in the background, read the next one and rest partitions
+        read to their end. Once the next batch is full, pause fetching (memory stays bounded)
+        and only poll now and then, to stay in the group. A stop request or a revocation of
+        the batch's partitions cuts the indexer's retries short."""
+        while not indexing.done():
+            if self._stop.is_set() or self._revoked:
+                self._abandon.set()
+            wanted = self._cfg.batch_size - len(self._batch)
+            if wanted > 0:
+                timeout = self._rests.timeout(INDEXING_POLL)
+            else:
+                if not self._paused:
+                    self._pause()
+                wait_for([indexing], timeout=POLL_SLICE)
+                timeout, wanted = 0, 1  # partitions assigned since the pause may deliver
+            try:
+                messages = self._consumer.consume(num_messages=wanted, timeout=timeout)
+            except KafkaException as exc:
+                raise kafka.wrap(
+                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
+                ) from None
+            self._add_pending(messages, time.monotonic())
+            if not self._paused and (self._rests.resting or self._rests.probing):
+                self._rests.tick()
+        return indexing.result()
+
+    def _pause_indexing(self, seconds: float) -> None:
+        """How the indexer waits between its attempts: in its thread, and cut short by a stop
+        request or a revocation (see `_await_indexing`)."""
+        if self._abandon.wait(seconds):
+            raise _Abandon("stop requested or partitions revoked")
 
     def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -693,7 +734,13 @@ class EventConsumer:
         block without limit while the broker is away, deaf to stop requests and rebalances.
         Messages fetched meanwhile join the next batch.
         """
-        offsets = commit_offsets(batch)
+        # Partitions revoked while the batch was indexed are their next owner's to commit:
+        # it reads those messages again and overwrites the same documents.
+        offsets = [
+            tp for tp in commit_offsets(batch) if (tp.topic, tp.partition) not in self._revoked
+        ]
+        if not offsets:
+            return
         attempt = 0
         while True:
             self._commit_results.clear()

@@ -10,7 +10,6 @@ reason OpenSearch gave, for the caller to dead-letter.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import random
 import time
@@ -21,12 +20,13 @@ from typing import Any, NamedTuple, TypedDict
 
 import orjson
 import structlog
-from opensearchpy import OpenSearch
+from opensearchpy import JSONSerializer, OpenSearch
 from opensearchpy.exceptions import (
     AuthenticationException,
     AuthorizationException,
     NotFoundError,
     OpenSearchException,
+    SerializationError,
     SSLError,
     TransportError,
 )
@@ -38,15 +38,43 @@ from clickstream.settings import ConsumerSettings, OpenSearchSettings
 
 log = structlog.get_logger(__name__)
 
-#: An event to index, optionally with its document already serialized as compact JSON
-#: (e.g. the Kafka message it was validated from), which saves serializing it again.
-BulkItem = Event | tuple[Event, bytes]
+
+class Document(NamedTuple):
+    """An event ready to index: its id, its UTC day (`YYYY.MM.DD`, which names its daily
+    index) and its JSON source on one line."""
+
+    event_id: str
+    day: str
+    source: bytes
+
+    @classmethod
+    def of(cls, event: Event, source: bytes | None = None) -> Document:
+        """`event` with `source` (e.g. the Kafka message it was validated from, which saves
+        serializing it again) or, if that is missing or spans lines, its compact JSON."""
+        if source is None or b"\n" in source or b"\r" in source:
+            # A pretty-printed document would break the newline-delimited body.
+            source = event.to_json()
+        return cls(str(event.event_id), event.day, source)
+
+
+#: What `BulkIndexer.index` takes: events, events with their JSON, or ready documents.
+BulkItem = Event | tuple[Event, bytes] | Document
 
 #: Item-level error types that mean "overloaded, try again" whatever their status.
 _RETRIABLE_TYPES = ("rejected_execution_exception", "circuit_breaking_exception")
 _NDJSON = {"content-type": "application/x-ndjson"}
 #: Only what `classify` reads; a smaller response for OpenSearch to write and us to parse.
 _BULK_FILTER = "took,errors,items.*.status,items.*.error.type,items.*.error.reason"
+
+
+class _Orjson(JSONSerializer):
+    """The client's JSON parsing, by orjson: a `_bulk` answer has an item per document."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(s, exc) from None
 
 
 def make_client(settings: OpenSearchSettings) -> OpenSearch:
@@ -69,12 +97,18 @@ def make_client(settings: OpenSearchSettings) -> OpenSearch:
         timeout=settings.timeout,
         max_retries=0,
         retry_on_timeout=False,
+        serializer=_Orjson(),
     )
 
 
 def index_name(prefix: str, event: Event) -> str:
     """The daily index of `event`, by the UTC day of its own timestamp."""
-    return f"{prefix}-{event.day}"
+    return daily_index(prefix, event.day)
+
+
+def daily_index(prefix: str, day: str) -> str:
+    """The index of the events of `day` (`YYYY.MM.DD`)."""
+    return f"{prefix}-{day}"
 
 
 def _text(ignore_above: int) -> dict[str, Any]:
@@ -180,33 +214,29 @@ def ensure_template(client: OpenSearch, prefix: str) -> bool:
     return True
 
 
-def _document(item: BulkItem) -> tuple[Event, bytes]:
-    if isinstance(item, Event):
-        return item, item.to_json()
-    event, doc = item
-    # A pretty-printed document would break the newline-delimited body.
-    return (event, event.to_json()) if b"\n" in doc or b"\r" in doc else (event, doc)
-
-
-def _bulk_lines(items: Sequence[BulkItem], prefix: str) -> list[tuple[Event, bytes]]:
-    """Per item, its event and its action line plus document, newline-terminated."""
+def _bulk_lines(items: Sequence[BulkItem], prefix: str) -> list[bytes]:
+    """Per item, its action line and document, newline-terminated."""
     out = []
     # The action line up to the id, per day: `{"index":{"_index":"<prefix>-<day>","_id":"`.
-    heads: dict[dt.date, bytes] = {}
+    heads: dict[str, bytes] = {}
     for item in items:
-        event, doc = _document(item)
-        day = event.timestamp.date()
+        if type(item) is Document:
+            event_id, day, source = item
+        else:
+            event_id, day, source = (
+                Document.of(item) if isinstance(item, Event) else Document.of(*item)
+            )
         head = heads.get(day)
         if head is None:
-            name = orjson.dumps(index_name(prefix, event))
+            name = orjson.dumps(daily_index(prefix, day))
             head = heads[day] = b'{"index":{"_index":%s,"_id":"' % name
-        out.append((event, b'%s%s"}}\n%s\n' % (head, str(event.event_id).encode(), doc)))
+        out.append(b'%s%s"}}\n%s\n' % (head, event_id.encode(), source))
     return out
 
 
 def build_bulk_body(items: Sequence[BulkItem], prefix: str) -> bytes:
     """The NDJSON `_bulk` body indexing `items` under `_id = event_id` in their daily indices."""
-    return b"".join(line for _, line in _bulk_lines(items, prefix))
+    return b"".join(_bulk_lines(items, prefix))
 
 
 @dataclass(frozen=True)
@@ -268,10 +298,10 @@ def classify(response: Mapping[str, Any], expected: int | None = None) -> BulkOu
 
 
 class Rejected(NamedTuple):
-    """An event OpenSearch refused for good, with its position in the batch and the reason."""
+    """An item OpenSearch refused for good, with its position in the batch and the reason."""
 
     position: int
-    event: Event
+    item: BulkItem
     status: int
     reason: str
 
@@ -330,7 +360,7 @@ class BulkIndexer:
         attempt = 0
         while pending:
             attempt += 1
-            body = b"".join(lines[p][1] for p in pending)
+            body = b"".join([lines[p] for p in pending])
             try:
                 response = self._send(body)
             except _RetriableError as exc:
@@ -339,7 +369,7 @@ class BulkIndexer:
                 outcome = classify(response, expected=len(pending))
                 indexed += len(outcome.ok)
                 rejected.extend(
-                    Rejected(pending[e.position], lines[pending[e.position]][0], e.status, e.reason)
+                    Rejected(pending[e.position], items[pending[e.position]], e.status, e.reason)
                     for e in outcome.rejected
                 )
                 if not outcome.retriable:

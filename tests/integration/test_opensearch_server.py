@@ -112,10 +112,10 @@ class TestRejections:
         result = bulk.index(items)
 
         assert result.indexed == 7
-        assert [(r.position, r.event, r.status) for r in result.rejected] == [
-            (3, events[3], 400),
-            (6, events[6], 400),
-            (8, events[8], 400),
+        assert [(r.position, r.item, r.status) for r in result.rejected] == [
+            (3, items[3], 400),
+            (6, items[6], 400),
+            (8, items[8], 400),
         ]
         ip, timestamp, field = (r.reason for r in result.rejected)
         assert ip.startswith("mapper_parsing_exception: ")

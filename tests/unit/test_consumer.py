@@ -8,6 +8,7 @@ import orjson
 from confluent_kafka import Message
 
 from clickstream.consumer import DeadLetter, ErrorKind, commit_offsets, dead_letter_headers, decode
+from clickstream.opensearch import Document
 from tests.helpers import make_event
 
 
@@ -17,9 +18,23 @@ def message(value: bytes | None, partition: int = 0, offset: int = 0) -> Message
 
 class TestDecode:
     def test_valid_event(self):
-        """A valid event message decodes to the event."""
+        """A valid event message becomes a document of its id, its day and the message."""
         event = make_event()
-        assert decode(message(event.to_json())) == event
+        value = event.to_json()
+        assert decode(message(value)) == Document(str(event.event_id), event.day, value)
+
+    def test_multi_line_event_is_indexed_on_one_line(self):
+        """A pretty-printed event is valid; its document is the compact form."""
+        event = make_event()
+        pretty = orjson.dumps(event.to_dict(), option=orjson.OPT_INDENT_2)
+        assert decode(message(pretty)) == Document(str(event.event_id), event.day, event.to_json())
+
+    def test_forms_only_the_model_accepts_are_kept_as_they_came(self):
+        """An IPv6 address (left to the model by the fast check) is still a valid event."""
+        value = make_event(ip="2001:db8::1").to_json()
+        decoded = decode(message(value))
+        assert isinstance(decoded, Document)
+        assert decoded.source == value
 
     def test_kinds(self):
         """Each kind of bad message is classified with a reason."""

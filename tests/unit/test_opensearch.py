@@ -308,7 +308,7 @@ class TestBulkIndexer:
         bulk, _ = indexer(client)
         result = bulk.index(events)
         assert result.indexed == 2
-        assert [(r.position, r.event, r.status) for r in result.rejected] == [(2, events[2], 400)]
+        assert [(r.position, r.item, r.status) for r in result.rejected] == [(2, events[2], 400)]
         assert result.rejected[0].reason.startswith("mapper_parsing_exception: ")
         assert len(client.bodies) == 1
 
@@ -320,7 +320,7 @@ class TestBulkIndexer:
         bulk, _ = indexer(client)
         result = bulk.index(events)
         assert result.indexed == 2
-        assert [(r.position, r.event) for r in result.rejected] == [(2, events[2])]
+        assert [(r.position, r.item) for r in result.rejected] == [(2, events[2])]
 
     def test_raises_after_attempts_are_exhausted(self):
         """Items still failing after the last attempt raise instead of being dropped."""
