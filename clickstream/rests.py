@@ -4,9 +4,11 @@ A Kafka broker holds an empty fetch open for `fetch.wait.max.ms` (500 ms by defa
 an idle consumer sends two fetches a second. A broker that answers an empty fetch at once
 (some Kafka-compatible servers do) would instead have librdkafka fetch in a tight loop,
 burning a core on each side while there is nothing to read. So a partition read to its end
-is paused for a rest; then it is fetched again for a short probe; if the probe brings
-nothing, it rests again, each time twice as long up to `LONGEST`. The first message after a
-quiet spell so waits at most `LONGEST`, no longer than it would in a broker's long poll.
+is paused for a rest, then fetched again (a probe). If the probe finds the end again, the
+partition rests again, each time twice as long up to `LONGEST`; a message ends the probe,
+and so does `PROBE` passing with neither (a broker holding the fetch open: nothing to
+guard against). The first message after a quiet spell so waits at most `LONGEST`, no longer
+than it would in a broker's long poll.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 #: The first rest of a partition that reached its end, and the longest one.
 FIRST = 0.05
 LONGEST = 0.5
-#: How long a rested partition is fetched before, nothing having come, it rests again.
-PROBE = 0.005
+#: How long after a rest a partition counts as probed: an end found meanwhile rests it
+#: longer than last time, after that it rests as if for the first time.
+PROBE = 1.0
+#: While partitions are probed, how long one poll may block: how long, at most, a broker
+#: that answers at once is fetched in a loop before its answer is seen.
+PROBE_POLL = 0.01
 
 Key = tuple[str, int]
 
@@ -50,8 +56,8 @@ class Rests:
             self.probing.pop(key, None)
 
     def tick(self) -> None:
-        """End the rests that are over (probe those partitions) and the probes that are over
-        (nothing came: rest again, longer)."""
+        """End the rests that are over (probe those partitions) and forget the probes that
+        found neither the end nor a message in time."""
         now = self._clock()
         due = [key for key, (until, _) in self.resting.items() if until <= now]
         if due:
@@ -60,17 +66,18 @@ class Rests:
             for key in due:
                 _, rest = self.resting.pop(key)
                 self.probing[key] = (now + PROBE, rest)
-        idle = [key for key, (until, _) in self.probing.items() if until <= now]
-        for key in idle:
-            _, rest = self.probing.pop(key)
-            self._pause(key, min(2 * rest, LONGEST))
+        for key in [key for key, (until, _) in self.probing.items() if until <= now]:
+            del self.probing[key]
 
     def timeout(self, longest: float) -> float:
-        """How long a poll may block so that the next rest or probe ends on time."""
-        ends = [until for until, _ in (*self.resting.values(), *self.probing.values())]
-        if not ends:
+        """How long a poll may block: short while a probe runs, so that the end it finds is
+        seen soon; else until the next rest ends."""
+        if self.probing:
+            longest = min(longest, PROBE_POLL)
+        if not self.resting:
             return longest
-        return max(0.001, min(longest, min(ends) - self._clock()))
+        ends = min(until for until, _ in self.resting.values())
+        return max(0.001, min(longest, ends - self._clock()))
 
     def forget(self, keys: Iterable[Key]) -> None:
         """These partitions are no longer ours (or were all resumed): no rest, no probe."""

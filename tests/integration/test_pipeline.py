@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+import time
 import uuid
 from itertools import islice
+from pathlib import Path
 
 import orjson
 import pytest
@@ -175,3 +178,50 @@ def _quiet_logs():
     from clickstream import logs  # noqa: PLC0415
 
     logs.configure("warning")
+
+
+def _librdkafka_cpu() -> float:
+    """CPU seconds used so far by this process's librdkafka broker threads (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith("rdk:broker"):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+class TestQuietTopic:
+    def test_events_after_a_quiet_spell_are_indexed_and_waiting_costs_no_cpu(self, settings):
+        """A consumer started on an empty topic rests its partitions (the local broker
+        answers empty fetches at once; without rests librdkafka fetches in a loop and burns
+        a core); events that come after several rests are all indexed, within seconds."""
+        pipeline.setup(settings)
+        client = opensearch.make_client(settings.opensearch)
+        indexer = opensearch.BulkIndexer(
+            client, settings.opensearch.index_prefix, settings.consumer
+        )
+        consumer = EventConsumer(settings, indexer)
+        stop = threading.Event()
+        runner = threading.Thread(target=consumer.run, kwargs={"stop": stop})
+        runner.start()
+        try:
+            time.sleep(1.0)  # joined, every partition read to its end
+            cpu_before, quiet_started = _librdkafka_cpu(), time.monotonic()
+            time.sleep(3.0)
+            idle_cpu = _librdkafka_cpu() - cpu_before
+            quiet = time.monotonic() - quiet_started
+            produced = produce(settings, 500)
+            deadline = time.monotonic() + 20
+            while consumer.stats.consumed < 500 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            runner.join(30)
+        assert consumer.stats.consumed == 500
+        assert set(indexed_ids(client, settings.opensearch.index_prefix)) == produced
+        assert idle_cpu < 0.25 * quiet, f"{idle_cpu:.2f} CPU seconds in {quiet:.1f} s idle"

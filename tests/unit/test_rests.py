@@ -37,37 +37,41 @@ def make() -> tuple[Rests, Recorder, Clock]:
 
 class TestRests:
     def test_end_pauses_then_probes_then_rests_longer(self):
-        """A partition at its end rests, is fetched again after the rest, and if nothing
-        comes rests twice as long, up to the longest rest."""
+        """A partition at its end rests, is fetched again after the rest, and if it is still
+        at its end rests twice as long, up to the longest rest."""
         r, consumer, clock = make()
         r.reached_end("t", 0)
         assert consumer.calls == [("pause", [("t", 0)])]
         clock.now += rests.FIRST / 2
         r.tick()
-        assert consumer.calls[-1][0] == "pause"  # not yet
+        assert len(consumer.calls) == 1  # not yet
         clock.now += rests.FIRST
         r.tick()
         assert consumer.calls[-1] == ("resume", [("t", 0)])
         assert ("t", 0) in r.probing
-        clock.now += rests.PROBE
-        r.tick()
+        r.reached_end("t", 0)
         assert consumer.calls[-1] == ("pause", [("t", 0)])
         assert r.resting[("t", 0)] == (clock.now + 2 * rests.FIRST, 2 * rests.FIRST)
         for _ in range(10):
             clock.now += rests.LONGEST
             r.tick()
-            clock.now += rests.PROBE
-            r.tick()
+            r.reached_end("t", 0)
         assert r.resting[("t", 0)][1] == rests.LONGEST
 
-    def test_end_reported_again_during_a_probe_also_rests_longer(self):
-        """A broker may report the end after every rest: the rest still grows."""
-        r, _, clock = make()
+    def test_a_probe_that_finds_nothing_is_forgotten(self):
+        """A broker that holds the fetch open: after the probe time the partition is
+        simply being read, and its next end is a first one."""
+        r, consumer, clock = make()
         r.reached_end("t", 1)
         clock.now += rests.FIRST
         r.tick()
+        clock.now += rests.PROBE
+        r.tick()
+        assert consumer.calls[-1] == ("resume", [("t", 1)])
+        assert not r.probing
+        assert not r.resting
         r.reached_end("t", 1)
-        assert r.resting[("t", 1)][1] == 2 * rests.FIRST
+        assert r.resting[("t", 1)][1] == rests.FIRST
 
     def test_a_message_ends_the_probe(self):
         """Once a probed partition delivers, it is fetched normally again."""
@@ -83,13 +87,16 @@ class TestRests:
         assert not r.probing
 
     def test_poll_timeout_ends_on_the_next_deadline(self):
-        """A poll blocks no longer than the next rest or probe end, and at least 1 ms."""
+        """A poll blocks no longer than the next rest's end (at least 1 ms), and only
+        briefly while a probe runs."""
         r, _, clock = make()
         assert r.timeout(0.2) == 0.2
         r.reached_end("t", 0)
         assert r.timeout(0.2) == pytest.approx(rests.FIRST)
         clock.now += 1.0
         assert r.timeout(0.2) == 0.001
+        r.tick()
+        assert r.timeout(0.2) == rests.PROBE_POLL
 
     def test_forget_and_clear(self):
         """Revoked partitions, or all after a global resume, have no rest left."""
