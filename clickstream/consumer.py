@@ -61,6 +61,9 @@ POLL_SLICE = 0.2
 #: While a batch is being indexed, how long one poll for the next batch may block: how
 #: late, at most, the end of the indexing is noticed.
 INDEXING_POLL = 0.005
+#: While a batch is being indexed and the next one is full, how long to wait without
+#: polling before pausing the partitions and polling again (so that the group keeps us).
+FULL_PATIENCE = 5.0
 #: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
 KAFKA_PROBE_EVERY = 2.0
 #: How long a stopping consumer still waits for its last commit to be confirmed.
@@ -402,7 +405,8 @@ class EventConsumer:
         last_message_at = time.monotonic()
         try:
             while not stop.is_set() and not self._read_to_the_end():
-                wanted = cfg.batch_size - len(self._batch)
+                # At least one: messages that came while a batch was indexed may fill this one.
+                wanted = max(cfg.batch_size - len(self._batch), 1)
                 try:
                     messages = self._consumer.consume(
                         num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE)
@@ -491,7 +495,11 @@ class EventConsumer:
         return True
 
     def _take_batch(self) -> list[Message]:
-        batch, self._batch = self._batch, []
+        """The next batch: at most `batch_size` of the pending messages, in order."""
+        size = self._cfg.batch_size
+        batch, self._batch = self._batch[:size], self._batch[size:]
+        if self._batch:
+            self._batch_started = time.monotonic()
         return batch
 
     # -- waiting while keeping the group membership ----------------------------------------
@@ -655,9 +663,11 @@ class EventConsumer:
 
     def _await_indexing(self, indexing: Future[IndexResult]) -> IndexResult:
         """While a batch is indexed in the background, read the next one and rest partitions
-        read to their end. Once the next batch is full, pause fetching (memory stays bounded)
-        and only poll now and then, to stay in the group. A stop request or a revocation of
-        the batch's partitions cuts the indexer's retries short."""
+        read to their end. Once the next batch is full, just wait: librdkafka's queue behind
+        it is bounded too. Should the indexing take long (retries), pause fetching and poll
+        now and then, to stay in the group. A stop request or a revocation of the batch's
+        partitions cuts the indexer's retries short."""
+        full_since: float | None = None
         while not indexing.done():
             if self._stop.is_set() or self._revoked:
                 self._abandon.set()
@@ -665,9 +675,13 @@ class EventConsumer:
             if wanted > 0:
                 timeout = self._rests.timeout(INDEXING_POLL)
             else:
+                # Pausing discards what librdkafka has fetched ahead: only for long waits.
+                full_since = full_since or time.monotonic()
+                wait_for([indexing], timeout=POLL_SLICE)
+                if time.monotonic() - full_since < FULL_PATIENCE:
+                    continue
                 if not self._paused:
                     self._pause()
-                wait_for([indexing], timeout=POLL_SLICE)
                 timeout, wanted = 0, 1  # partitions assigned since the pause may deliver
             try:
                 messages = self._consumer.consume(num_messages=wanted, timeout=timeout)
@@ -781,8 +795,10 @@ class EventConsumer:
                 stopping_since is not None and now - stopping_since > COMMIT_GRACE
             ):
                 return KafkaError(KafkaError._TIMED_OUT, "commit not confirmed", retriable=False)
+            # Polling serves the commit's result; it may bring a message or two beyond the
+            # next batch (which `_take_batch` leaves for the one after), but not without limit.
             wanted = self._cfg.batch_size - len(self._batch)
-            if wanted <= 0:
+            if wanted <= -self._cfg.batch_size and not self._paused:
                 self._pause()
             try:
                 messages = self._consumer.consume(num_messages=max(wanted, 1), timeout=0.005)
