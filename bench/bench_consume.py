@@ -9,8 +9,9 @@ directory) unless `--bootstrap` and `--opensearch` name running ones, then measu
     before the clock starts, raw keep-alive HTTP connections, as many requests in flight as
     the consumer has workers;
 (b) `clickstream consume`, the installed command, from the topic, in its own process:
-    throughput (as a fraction of the ceiling), its CPU seconds per 100,000 events, its peak
-    memory (RSS);
+    throughput (as a fraction of the ceiling), its CPU seconds per 100,000 events (of the
+    whole process, and without the fixed cost of starting, measured by a run over an empty
+    topic), its peak memory (RSS);
 (c) latency: events produced at a steady rate while a consumer runs; for a sample of them,
     the time from being produced to being found by a search, p50 and p99.
 
@@ -161,8 +162,9 @@ print(json.dumps({"code": code, "cpu": usage.ru_utime + usage.ru_stime, "rss": u
 """
 
 
-def consume(settings: Settings, count: int, workers: int) -> dict[str, Any]:
-    """Run `clickstream consume` over the topic; its steady throughput, CPU and memory."""
+def _run_consume(settings: Settings, workers: int) -> tuple[str, dict[str, Any], float]:
+    """`clickstream consume --until-idle 2` over the topic: its log, resource usage and
+    wall time."""
     args = [sys.executable, "-c", RUNNER, CLI, "consume", "--until-idle", "2"]
     args += ["--batch-size", str(BATCH)]
     if workers > 1:
@@ -180,7 +182,16 @@ def consume(settings: Settings, count: int, workers: int) -> dict[str, Any]:
     usage = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, done.stderr[-3000:]
     assert usage["code"] == 0, done.stderr[-3000:]
-    batches = _batch_times(done.stderr)
+    return done.stderr, usage, wall
+
+
+def consume(settings: Settings, count: int, workers: int, fixed_cpu: float) -> dict[str, Any]:
+    """Run `clickstream consume` over the topic; its steady throughput, CPU and memory.
+
+    `fixed_cpu` is what a run over an empty topic costs (starting, joining the group, the
+    idle wait at the end); the CPU per event leaves it out."""
+    log, usage, wall = _run_consume(settings, workers)
+    batches = _batch_times(log)
     assert sum(n for _, n in batches) >= count, "not everything was consumed"
     first, last = batches[0][0], batches[-1][0]
     steady = sum(n for _, n in batches[1:]) / max(last - first, 1e-9)
@@ -190,8 +201,15 @@ def consume(settings: Settings, count: int, workers: int) -> dict[str, Any]:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "cpu_seconds_per_100k": cpu * 100_000 / count,
+        "cpu_seconds_per_100k_after_start": (cpu - fixed_cpu) * 100_000 / count,
         "peak_rss_mb": usage["rss"] / 1024,
     }
+
+
+def fixed_cost(settings: Settings, workers: int) -> float:
+    """CPU seconds of `clickstream consume` over an empty topic: the cost of starting."""
+    _, usage, _ = _run_consume(settings, workers)
+    return float(usage["cpu"])
 
 
 def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
@@ -261,6 +279,11 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]
     }
 
 
+def _other_topic(settings: Settings, topic: str) -> Settings:
+    kafka = settings.kafka.model_copy(update={"topic": topic, "dlq_topic": f"{topic}.dlq"})
+    return settings.model_copy(update={"kafka": kafka})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -295,17 +318,14 @@ def main() -> None:
             _produce(settings, docs)
             top = ceiling(settings, docs, options.workers)
             print(f"ceiling: {top:,.0f} events/s", file=sys.stderr)
-            ours = consume(settings, len(docs), options.workers)
+            # Topics of their own: an empty one, and one the latency consumer reads from
+            # its beginning.
+            empty, live = (_other_topic(settings, f"{name}-{what}") for what in ("empty", "live"))
+            pipeline.setup(empty)
+            fixed = fixed_cost(empty, options.workers)
+            ours = consume(settings, len(docs), options.workers, fixed)
             print(f"consume: {ours}", file=sys.stderr)
             _delete(settings, settings.opensearch.index_prefix)
-            # A topic of its own: the latency consumer starts from its beginning.
-            live = settings.model_copy(
-                update={
-                    "kafka": settings.kafka.model_copy(
-                        update={"topic": f"{name}-live", "dlq_topic": f"{name}-live.dlq"}
-                    )
-                }
-            )
             pipeline.setup(live)
             late = latency(live, options.rate, options.seconds)
         finally:
@@ -320,6 +340,10 @@ def main() -> None:
         "ratio_to_ceiling": round(ours["events_per_second"] / top, 3),
         "consume_cpu_seconds": round(ours["cpu_seconds"], 2),
         "consume_cpu_seconds_per_100k_events": round(ours["cpu_seconds_per_100k"], 2),
+        "consume_cpu_seconds_of_starting": round(fixed, 2),
+        "consume_cpu_seconds_per_100k_events_after_start": round(
+            ours["cpu_seconds_per_100k_after_start"], 2
+        ),
         "consume_peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "latency_rate_events_per_second": round(late["rate"]),
         "latency_samples": late["samples"],
