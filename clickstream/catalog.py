@@ -45,6 +45,8 @@ BREAKING_APPEAL = 0.5
 #: A breaking story multiplies the visits by up to 1 + this, decaying by half every hour.
 BREAKING_TRAFFIC = 2.0
 BREAKING_HALF_LIFE_MS = HOUR_MS
+#: After 30 half-lives the boost is under 1e-8: it is dropped.
+BOOST_FADES_AFTER_MS = 30 * BREAKING_HALF_LIFE_MS
 #: The catalog may hold this many times its size before the oldest are retired.
 RETIRE_SLACK = 1.25
 #: Weights are rebuilt at least this often (in half-lives), to keep the numbers small.
@@ -91,11 +93,20 @@ class Article:
     published_ms: int
     appeal: float
     fields: bytes  # "article_id":...,"article_title":...,"category":...,
-    as_referrer: bytes  # "referrer":"<its url>",
+    #: The end of a page view's JSON when the reader came from this article:
+    #: "referrer":"<its url>","comment_text":null}
+    as_referrer: bytes
 
     @property
     def url(self) -> str:
         return f"{site.SITE}/{self.category}/{self.article_id}"
+
+
+#: A pool as a reader draws from it: its articles, their cumulative evergreen and fresh
+#: weights, the totals of both, and the last index. A draw at time t takes a point below
+#: evergreen total + fresh total * `Catalog.decay(t)`, then bisects the evergreen weights with
+#: it, or the fresh ones with (point - evergreen total) / decay, no further than the last index.
+Draw = tuple[list[Article], list[float], list[float], float, float, int]
 
 
 class _Pool:
@@ -105,11 +116,15 @@ class _Pool:
         self.items: list[Article] = []
         self.evergreen: list[float] = []  # cumulative
         self.fresh: list[float] = []  # cumulative, at the time of the last rebuild
+        self.draw: Draw = (self.items, self.evergreen, self.fresh, 0.0, 0.0, -1)
 
     def add(self, article: Article, evergreen: float, fresh: float) -> None:
         self.items.append(article)
         self.evergreen.append((self.evergreen[-1] if self.evergreen else 0.0) + evergreen)
         self.fresh.append((self.fresh[-1] if self.fresh else 0.0) + fresh)
+        # the lists are shared, the totals are copied: readers unpack one tuple per draw
+        self.draw = (self.items, self.evergreen, self.fresh, self.evergreen[-1], self.fresh[-1],
+                     len(self.items) - 1)  # fmt: skip
 
 
 class Catalog:
@@ -122,7 +137,7 @@ class Catalog:
         self.fake.seed_instance(rng.getrandbits(64))
         self.numbers = itertools.count(1)
         self.half_life_ms = config.half_life_hours * HOUR_MS
-        self.favourite_share = config.favourite_share
+        self.rebuild_every_ms = int(REBUILD_HALF_LIVES * self.half_life_ms)
         self.publish_every_ms = DAY_MS / config.publish_per_day if config.publish_per_day else 0
         self.breaking_every_ms = DAY_MS / config.breaking_per_day if config.breaking_per_day else 0
         self.articles: list[Article] = []
@@ -135,20 +150,20 @@ class Catalog:
             self.next_breaking = start_ms + int(config.first_breaking_after_hours * HOUR_MS)
         else:
             self.next_breaking = start_ms + self._gap(self.breaking_every_ms)
-        self.breaking_at: int | None = None
+        #: The latest breaking story's time, and when its boost of traffic has faded away.
+        self.breaking_at = self.boost_until = 0
         self.overall = _Pool()
         self.by_category: dict[str, _Pool] = {}
         self.rebuilt_ms = start_ms
         self._rebuild(start_ms)
-
-    @property
-    def next_change_ms(self) -> int:
-        """When `advance` has something to do next."""
-        rebuild = self.rebuilt_ms + int(REBUILD_HALF_LIVES * self.half_life_ms)
-        return min(self.next_publish, self.next_breaking, rebuild)
+        #: When `advance` has something to do next.
+        self.next_change_ms = self._next_change()
+        #: The pool of each category, as readers draw from it (the whole catalog's for a
+        #: category without articles); `overall.draw` is the whole catalog's.
+        self.draw_of = self._draws()
 
     def decay(self, now_ms: int) -> float:
-        """The factor of every fresh part at `now_ms`; pass it to `pick`."""
+        """The factor of every fresh part at `now_ms` (see `Draw`)."""
         return math.exp2(-(now_ms - self.rebuilt_ms) / self.half_life_ms)
 
     def weight(self, article: Article, now_ms: int) -> float:
@@ -158,35 +173,9 @@ class Catalog:
             FRESHNESS_FLOOR + (1 - FRESHNESS_FLOOR) * math.exp2(-age / self.half_life_ms)
         )
 
-    def loyalty(self, now_ms: int) -> float:
-        """The share of reading in favourite categories at `now_ms`: lower while a breaking
-        story pulls readers to the front page."""
-        return self.favourite_share / self.traffic_boost(now_ms)
-
-    def pick(
-        self, rng: random.Random, favourites: tuple[str, ...], decay: float, loyalty: float
-    ) -> Article:
-        """An article for a reader: `loyalty` of the time from their favourite categories.
-        `decay` and `loyalty` are those of the moment (see `decay`, `loyalty`)."""
-        random = rng.random
-        pool = self.overall
-        if favourites and random() < loyalty:
-            pool = self.by_category.get(favourites[int(random() * len(favourites))], pool)
-        # the evergreen part or the fresh part, by their totals now; then bisect within it
-        evergreen = pool.evergreen[-1]
-        point = random() * (evergreen + pool.fresh[-1] * decay)
-        if point < evergreen:
-            return pool.items[bisect.bisect(pool.evergreen, point)]
-        index = bisect.bisect(pool.fresh, (point - evergreen) / decay)
-        return pool.items[min(index, len(pool.items) - 1)]
-
-    def any(self, rng: random.Random) -> Article:
-        """Any article, all alike (how a crawler walks the site)."""
-        return rng.choice(self.overall.items)
-
     def traffic_boost(self, now_ms: int) -> float:
         """How much busier the site is than usual, because of a recent breaking story."""
-        if self.breaking_at is None or now_ms < self.breaking_at:
+        if not self.breaking_at <= now_ms < self.boost_until:
             return 1.0
         return 1.0 + BREAKING_TRAFFIC * math.exp2(
             -(now_ms - self.breaking_at) / BREAKING_HALF_LIFE_MS
@@ -202,13 +191,22 @@ class Catalog:
                 at = self.next_breaking
                 total = sum(self.weight(article, at) for article in self.articles)
                 self._publish(self._new(at, BREAKING_APPEAL * total, "BREAKING: "))
-                self.breaking_at = at
+                self.breaking_at, self.boost_until = at, at + BOOST_FADES_AFTER_MS
                 self.next_breaking += self._gap(self.breaking_every_ms)
         if (
             len(self.articles) > self.config.articles * RETIRE_SLACK
-            or now_ms >= self.next_change_ms
+            or now_ms >= self.rebuilt_ms + self.rebuild_every_ms
         ):
             self._rebuild(now_ms)
+        self.next_change_ms = self._next_change()
+        self.draw_of = self._draws()
+
+    def _next_change(self) -> int:
+        return min(self.next_publish, self.next_breaking, self.rebuilt_ms + self.rebuild_every_ms)
+
+    def _draws(self) -> dict[str, Draw]:
+        overall, pools = self.overall, self.by_category
+        return {category: pools.get(category, overall).draw for category in site.CATEGORIES}
 
     def _gap(self, mean_ms: float) -> int:
         """The wait until the next of a Poisson stream of things (never, for a mean of 0)."""
@@ -228,7 +226,7 @@ class Catalog:
         )  # fmt: skip
         url = f"{site.SITE}/{category}/{article_id}"
         return Article(article_id, title, category, published_ms, appeal, fields,
-                       b'"referrer":%b,' % json_string(url))  # fmt: skip
+                       b'"referrer":%b,"comment_text":null}' % json_string(url))  # fmt: skip
 
     def _parts(self, article: Article) -> tuple[float, float]:
         age = (article.published_ms - self.rebuilt_ms) / self.half_life_ms

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
+import uuid
 from collections import Counter
 from itertools import islice, pairwise
 
 import orjson
 import pytest
 
-from clickstream import scenarios
+from clickstream import encoding, scenarios
 from clickstream.events import ARTICLE_EVENTS, Event, EventType
 from clickstream.simulation import CATEGORIES, SimulationConfig, Simulator, WallClock
 from clickstream.site import is_bot
@@ -40,6 +42,16 @@ class FakeClock:
         self.current += 1
         self.readings.append(dt.datetime.fromtimestamp(self.current / 1000, dt.UTC))
         return self.current
+
+
+class ScriptedClock:
+    """A clock that reads the given times, in order (in ms since the epoch)."""
+
+    def __init__(self, readings: list[int]) -> None:
+        self.readings = iter(readings)
+
+    def millis(self) -> int:
+        return next(self.readings)
 
 
 class TestSerialization:
@@ -75,6 +87,21 @@ class TestSerialization:
         assert len({e.event_id for e in events}) == len(events)
         assert all(e.event_id.version == 4 and e.session_id.version == 4 for e in events)
         assert len({e.session_id for e in events}) > 2000
+
+    @pytest.mark.parametrize("count", [0, 1, 2, 1000])
+    def test_uuids_drawn_in_bulk_are_random_version_4(self, count):
+        """`encoding.uuid4s` gives exactly `count` distinct canonical version-4 UUIDs, with
+        every digit that is not fixed by the format random."""
+        texts = encoding.uuid4s(random.Random(3), count)
+        assert len(texts) == count
+        parsed = [uuid.UUID(text.decode()) for text in texts]
+        assert [str(u).encode() for u in parsed] == texts
+        assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+        assert len(set(texts)) == count
+        if count == 1000:  # each free hex digit takes (nearly) all 16 values, the variant all 4
+            free = [i for i in range(36) if i not in (8, 13, 14, 18, 19, 23)]
+            assert all(len({text[i] for text in texts}) == 16 for i in free)
+            assert {text[19:20] for text in texts} == {b"8", b"9", b"a", b"b"}
 
 
 class TestTime:
@@ -123,6 +150,36 @@ class TestTime:
         assert [e.model_dump(exclude=strip) for e in live] == [
             e.model_dump(exclude=strip) for e in simulated
         ]
+
+    def test_real_time_stamps_are_the_clock_readings_whatever_they_do(self):
+        """Each event is stamped with its own reading, also when readings repeat, cross a
+        minute or a day, or step back."""
+        midnight = int(dt.datetime(2025, 5, 6, tzinfo=dt.UTC).timestamp() * 1000)
+        offsets = [-60_001, -60_001, -1, 0, 0, 59_999, 60_000, -120_000, 7]
+        script = [midnight + offset for offset in offsets]
+        simulator = Simulator(SimulationConfig(start=START), ScriptedClock(script))
+        stamps = [e.timestamp for e in islice(simulator, len(script))]
+        assert stamps == [dt.datetime.fromtimestamp(ms / 1000, dt.UTC) for ms in script]
+
+    def test_order_holds_while_many_sessions_overlap(self):
+        """With a large population many sessions are under way at once (more pending events
+        than a batch): timestamps still never go back, and each session starts with its login
+        and has its reactions after their page views."""
+        events = take(40_000, seed=2, users=300_000)
+        assert [e.timestamp for e in events] == sorted(e.timestamp for e in events)
+        sessions: dict[object, list[Event]] = {}
+        for event in events:
+            sessions.setdefault(event.session_id, []).append(event)
+        assert len(sessions) > 5000
+        for session in sessions.values():
+            assert session[0].event_type is EventType.LOGIN
+            viewed = set()
+            for event in session[1:]:
+                assert event.event_type is not EventType.LOGIN
+                if event.event_type is EventType.PAGE_VIEW:
+                    viewed.add(event.article_id)
+                elif event.event_type in ARTICLE_EVENTS:
+                    assert event.article_id in viewed
 
     def test_without_start_it_is_real_time_on_the_wall_clock(self):
         """No start: the wall clock stamps the events, the stream does not end, start is now."""
