@@ -407,14 +407,7 @@ class EventConsumer:
             while not stop.is_set() and not self._read_to_the_end():
                 # At least one: messages that came while a batch was indexed may fill this one.
                 wanted = max(cfg.batch_size - len(self._batch), 1)
-                try:
-                    messages = self._consumer.consume(
-                        num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE)
-                    )
-                except KafkaException as exc:
-                    raise kafka.wrap(
-                        exc, f"consuming {topic!r}", self._kafka.bootstrap_servers
-                    ) from None
+                messages = self._poll(num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE))
                 now = time.monotonic()
                 added = self._add_pending(messages, now)
                 if self._rests.resting or self._rests.probing:
@@ -443,6 +436,15 @@ class EventConsumer:
             self.stats.finished = time.monotonic()
             self.close()
         return self.stats
+
+    def _poll(self, *, num_messages: int, timeout: float) -> list[Message]:
+        """Up to `num_messages` messages (and events), waiting at most `timeout`."""
+        try:
+            return self._consumer.consume(num_messages=num_messages, timeout=timeout)
+        except KafkaException as exc:
+            raise kafka.wrap(
+                exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
+            ) from None
 
     def _probe_kafka(self, added: int, now: float) -> None:
         """During a Kafka outage: is the broker back? Messages say so; else ask, now and then."""
@@ -533,14 +535,7 @@ class EventConsumer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            try:
-                messages = self._consumer.consume(
-                    num_messages=self._cfg.batch_size, timeout=min(left, POLL_SLICE)
-                )
-            except KafkaException as exc:
-                raise kafka.wrap(
-                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
-                ) from None
+            messages = self._poll(num_messages=self._cfg.batch_size, timeout=min(left, POLL_SLICE))
             # Only partitions assigned since the last pause can deliver: keep them pending.
             self._add_pending(messages, time.monotonic())
 
@@ -683,12 +678,7 @@ class EventConsumer:
                 if not self._paused:
                     self._pause()
                 timeout, wanted = 0, 1  # partitions assigned since the pause may deliver
-            try:
-                messages = self._consumer.consume(num_messages=wanted, timeout=timeout)
-            except KafkaException as exc:
-                raise kafka.wrap(
-                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
-                ) from None
+            messages = self._poll(num_messages=wanted, timeout=timeout)
             self._add_pending(messages, time.monotonic())
             if not self._paused and (self._rests.resting or self._rests.probing):
                 self._rests.tick()
@@ -800,11 +790,6 @@ class EventConsumer:
             wanted = self._cfg.batch_size - len(self._batch)
             if wanted <= -self._cfg.batch_size and not self._paused:
                 self._pause()
-            try:
-                messages = self._consumer.consume(num_messages=max(wanted, 1), timeout=0.005)
-            except KafkaException as exc:
-                raise kafka.wrap(
-                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
-                ) from None
+            messages = self._poll(num_messages=max(wanted, 1), timeout=0.005)
             self._add_pending(messages, now)
         return self._commit_results[0]
