@@ -45,7 +45,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clickstream import stack
-from clickstream.producer import PRODUCER_DEFAULTS
+from clickstream.producer import producer_config
 from clickstream.settings import KafkaSettings
 from clickstream.simulation import SimulationConfig, Simulator
 
@@ -96,7 +96,7 @@ def ceiling(
     bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], count: int
 ) -> dict[str, Any]:
     """(a): the same messages, the same settings, a bare produce loop, then flush."""
-    conf = {**KafkaSettings(bootstrap_servers=bootstrap).client_config(), **PRODUCER_DEFAULTS}
+    conf = producer_config(KafkaSettings(bootstrap_servers=bootstrap))
     conf["on_delivery"] = lambda error, _message: None if error is None else print(error)
     producer = Producer(conf)
     produce, poll = producer.produce, producer.poll

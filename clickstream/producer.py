@@ -28,10 +28,13 @@ from clickstream.settings import KafkaSettings
 
 log = logs.get("producer")
 
-#: librdkafka settings for the events producer, on top of the connection settings.
+#: librdkafka settings for the events producer; the connection settings (and `kafka.extra`)
+#: override them.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,  # implies acks=all and safe retries
-    "compression.type": "zstd",
+    # lz4 costs about 1 µs of CPU per event and shrinks these events 4.4 times; zstd costs
+    # about 2.5 µs for 8.4 times. Set `compression.type` in `kafka.extra` to choose.
+    "compression.type": "lz4",
     "linger.ms": 50,
     "batch.size": 1024 * 1024,
     # The local queue is bounded: a fast producer waits for the broker instead of growing.
@@ -40,6 +43,13 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # A report per message would cost more than producing it; failures are still reported.
     "delivery.report.only.error": True,
 }
+
+
+def producer_config(settings: KafkaSettings) -> dict[str, Any]:
+    """librdkafka settings of the events producer: ours, then the user's on top."""
+    return {**PRODUCER_DEFAULTS, **settings.client_config()}
+
+
 #: How often the progress callback may run, in seconds.
 PROGRESS_EVERY = 0.25
 #: How often the achieved rate is logged, in seconds.
@@ -105,8 +115,7 @@ class KafkaSink:
         self._topic = topic
         self._bootstrap = settings.bootstrap_servers
         conf = {
-            **settings.client_config(),
-            **PRODUCER_DEFAULTS,
+            **producer_config(settings),
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
         }

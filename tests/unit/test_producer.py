@@ -7,7 +7,16 @@ import threading
 
 import orjson
 
-from clickstream.producer import CHUNK, Pacer, ProduceStats, StreamSink, chunk_size, run
+from clickstream.producer import (
+    CHUNK,
+    Pacer,
+    ProduceStats,
+    StreamSink,
+    chunk_size,
+    producer_config,
+    run,
+)
+from clickstream.settings import KafkaSettings
 from tests.helpers import make_event
 
 
@@ -119,3 +128,19 @@ class TestRun:
         summary = stats.as_dict()
         assert summary["undelivered"] == 1
         assert summary["failed"] == 1
+
+
+class TestProducerConfig:
+    def test_defaults_are_idempotent_and_compressed(self):
+        """Without user settings the producer is idempotent and compresses with lz4."""
+        conf = producer_config(KafkaSettings(bootstrap_servers="broker:9092"))
+        assert conf["bootstrap.servers"] == "broker:9092"
+        assert conf["enable.idempotence"] is True
+        assert conf["compression.type"] == "lz4"
+
+    def test_extra_overrides_the_defaults(self):
+        """`kafka.extra` wins over the producer's own defaults."""
+        settings = KafkaSettings(extra={"compression.type": "zstd", "linger.ms": "5"})
+        conf = producer_config(settings)
+        assert conf["compression.type"] == "zstd"
+        assert conf["linger.ms"] == "5"
