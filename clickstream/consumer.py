@@ -25,8 +25,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from clickstream import kafka, logs
+from clickstream.deadletters import MAX_REASON, DeadLetter, ErrorKind, dead_letter_headers
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
-from clickstream.events import Event, check_json, format_timestamp
+from clickstream.events import Event, check_json
 from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
 from clickstream.rests import Rests
 from clickstream.runstats import Timed
@@ -54,8 +55,6 @@ DLQ_PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "message.timeout.ms": 0,
 }
-#: Dead letters keep at most this much of an error reason.
-MAX_REASON = 1000
 #: How long one poll may block, so that stop requests are seen promptly.
 POLL_SLICE = 0.2
 #: While a batch is being indexed, how long one poll for the next batch may block: how
@@ -81,12 +80,6 @@ _RETRIABLE_COMMIT = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.REQUEST_TIMED_OUT,
 }
-#: Headers of a dead letter that say where its message first came from.
-SOURCE_HEADERS = (
-    "clickstream.source.topic",
-    "clickstream.source.partition",
-    "clickstream.source.offset",
-)
 
 
 def prefetch(batch_size: int) -> int:
@@ -97,25 +90,6 @@ def prefetch(batch_size: int) -> int:
     (librdkafka's default is 100,000 per partition).
     """
     return max(batch_size // 4, 100)
-
-
-class ErrorKind:
-    """Why a message was dead-lettered (the `clickstream.error.kind` header)."""
-
-    EMPTY = "empty"
-    INVALID_UTF8 = "invalid_utf8"
-    INVALID_JSON = "invalid_json"
-    INVALID_EVENT = "invalid_event"
-    REJECTED = "rejected_by_opensearch"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message that could not be indexed, with its reason."""
-
-    message: Message
-    kind: str
-    reason: str
 
 
 @dataclass
@@ -247,32 +221,6 @@ def _classify_invalid(value: bytes, exc: ValidationError) -> tuple[str, str]:
         f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
     )
     return ErrorKind.INVALID_EVENT, problems
-
-
-def dead_letter_headers(
-    letter: DeadLetter, now: dt.datetime
-) -> list[tuple[str, str | bytes | None]]:
-    """Headers that say why a message was dead-lettered and where it came from.
-
-    A message replayed from the dead-letter topic keeps the source it was first read from.
-    """
-    msg = letter.message
-    source: list[tuple[str, str | bytes | None]] = [
-        ("clickstream.source.topic", str(msg.topic()).encode()),
-        ("clickstream.source.partition", str(msg.partition()).encode()),
-        ("clickstream.source.offset", str(msg.offset()).encode()),
-    ]
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    original = {key: value for key, value in pairs if key in SOURCE_HEADERS}
-    if len(original) == len(SOURCE_HEADERS):
-        source = [(key, original[key]) for key in SOURCE_HEADERS]
-    return [
-        ("clickstream.error.kind", letter.kind.encode()),
-        ("clickstream.error.reason", letter.reason[:MAX_REASON].encode()),
-        *source,
-        ("clickstream.failed_at", format_timestamp(now).encode()),
-    ]
 
 
 def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:

@@ -1,13 +1,12 @@
-"""Consumer logic that needs no broker: decoding, dead-letter headers, commit offsets."""
+"""Consumer logic that needs no broker: decoding, commit offsets."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import orjson
 from confluent_kafka import Message
 
-from clickstream.consumer import DeadLetter, ErrorKind, commit_offsets, dead_letter_headers, decode
+from clickstream.consumer import commit_offsets, decode
+from clickstream.deadletters import DeadLetter, ErrorKind
 from clickstream.opensearch import Document
 from tests.helpers import make_event
 
@@ -64,26 +63,6 @@ class TestDecode:
         decoded = decode(message(b"[1, 2, 3]"))
         assert isinstance(decoded, DeadLetter)
         assert decoded.kind == ErrorKind.INVALID_EVENT
-
-
-class TestDeadLetterHeaders:
-    def test_headers_say_why_and_where(self):
-        """Headers carry the kind, reason, source topic, partition and offset."""
-        letter = DeadLetter(message(b"x", partition=2, offset=41), ErrorKind.INVALID_JSON, "bad")
-        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        headers = dict(dead_letter_headers(letter, now))
-        assert headers["clickstream.error.kind"] == b"invalid_json"
-        assert headers["clickstream.error.reason"] == b"bad"
-        assert headers["clickstream.source.topic"] == b"events"
-        assert headers["clickstream.source.partition"] == b"2"
-        assert headers["clickstream.source.offset"] == b"41"
-        assert headers["clickstream.failed_at"] == b"2026-01-01T00:00:00.000Z"
-
-    def test_reason_is_bounded(self):
-        """A huge reason is cut, so one poison message cannot make a huge header."""
-        letter = DeadLetter(message(b"x"), ErrorKind.INVALID_EVENT, "r" * 10_000)
-        headers = dict(dead_letter_headers(letter, dt.datetime.now(dt.UTC)))
-        assert len(headers["clickstream.error.reason"]) == 1000
 
 
 class TestCommitOffsets:

@@ -1,4 +1,4 @@
-"""Poison messages, outage reporting and replayed dead letters, without a broker."""
+"""Poison messages and outage reporting, without a broker."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from clickstream.consumer import DeadLetter, ErrorKind, Outage, dead_letter_headers, decode
+from clickstream.consumer import Outage, decode
+from clickstream.deadletters import DeadLetter, ErrorKind
 from clickstream.events import Event, _canonical_ip
 from tests.helpers import make_event
 
@@ -121,22 +122,3 @@ class TestOutage:
             outage.failed("down")
         assert [e["log_level"] for e in logs] == ["error", "warning", "error"]
         assert outage.count == 2
-
-
-class TestReplayedDeadLetter:
-    def test_keeps_its_original_source(self):
-        """A message read back from the DLQ and dead-lettered again keeps where it came from."""
-        original = [
-            ("clickstream.source.topic", b"events"),
-            ("clickstream.source.partition", b"2"),
-            ("clickstream.source.offset", b"41"),
-        ]
-        replayed = Message(
-            topic="events.dlq", partition=0, offset=3, key=b"k", value=b"x", headers=original
-        )
-        letter = DeadLetter(replayed, ErrorKind.INVALID_JSON, "still bad")
-        headers = dict(dead_letter_headers(letter, dt.datetime.now(dt.UTC)))
-        assert headers["clickstream.source.topic"] == b"events"
-        assert headers["clickstream.source.partition"] == b"2"
-        assert headers["clickstream.source.offset"] == b"41"
-        assert headers["clickstream.error.reason"] == b"still bad"
