@@ -25,10 +25,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from pydantic import ValidationError
 
 from clickstream import kafka, logs
-from clickstream.deadletters import MAX_REASON, DeadLetter, ErrorKind, dead_letter_headers
+from clickstream.deadletters import DeadLetter, ErrorKind, dead_letter_headers
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
 from clickstream.events import Event, check_json
 from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
+from clickstream.outage import OUTAGE_LOG_EVERY, Outage
 from clickstream.rests import Rests
 from clickstream.runstats import Timed
 from clickstream.settings import Settings
@@ -67,8 +68,6 @@ FULL_PATIENCE = 5.0
 KAFKA_PROBE_EVERY = 2.0
 #: How long a stopping consumer still waits for its last commit to be confirmed.
 COMMIT_GRACE = 5.0
-#: While a service stays unavailable, how often the consumer says so again.
-OUTAGE_LOG_EVERY = 30.0
 #: Commit errors that mean "the coordinator cannot be reached now": retried until it can.
 _RETRIABLE_COMMIT = {
     KafkaError._TRANSPORT,
@@ -133,56 +132,6 @@ class Indexer(Protocol):
         wait: Callable[[float], None] | None = None,
         attempts: int | None = None,
     ) -> IndexResult: ...
-
-
-class Outage:
-    """A service that stopped answering: said once when it starts, then every `every` seconds,
-    and once more when it is back."""
-
-    def __init__(
-        self,
-        service: str,
-        *,
-        every: float = OUTAGE_LOG_EVERY,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.service = service
-        self.every = every
-        self.since: float | None = None
-        self.count = 0
-        self._clock = clock
-        self._said = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.since is not None
-
-    def failed(self, problem: str, **context: Any) -> None:
-        """The service failed again; log it if this starts an outage or it is time to remind."""
-        now = self._clock()
-        if self.since is None:
-            self.since = self._said = now
-            self.count += 1
-            log.error(
-                f"{self.service} unavailable; consumption paused until it is back",
-                problem=problem[:MAX_REASON],
-                **context,
-            )
-        elif now - self._said >= self.every:
-            self._said = now
-            log.warning(
-                f"{self.service} still unavailable",
-                seconds=round(now - self.since),
-                problem=problem[:MAX_REASON],
-                **context,
-            )
-
-    def recovered(self) -> None:
-        """The service answered: end the outage, if there was one."""
-        if self.since is not None:
-            seconds = self._clock() - self.since
-            self.since = None
-            log.warning(f"{self.service} is back; resuming", outage_seconds=round(seconds, 1))
 
 
 class _Abandon(Exception):
