@@ -20,14 +20,12 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from pydantic import ValidationError
 
 from clickstream import kafka, logs
 from clickstream.deadletters import DeadLetter, ErrorKind, dead_letter_headers
+from clickstream.decoding import decode
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
-from clickstream.events import Event, check_json
 from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
 from clickstream.outage import OUTAGE_LOG_EVERY, Outage
 from clickstream.rests import Rests
@@ -136,40 +134,6 @@ class Indexer(Protocol):
 
 class _Abandon(Exception):
     """The in-flight batch is given up uncommitted: a stop was requested or it was revoked."""
-
-
-def decode(message: Message) -> Document | DeadLetter:
-    """The event in `message`, ready to index as it came, or why there is none."""
-    value = message.value()
-    if not value:
-        return DeadLetter(message, ErrorKind.EMPTY, "message has no value")
-    try:
-        return Document(*check_json(value), value) if b"\n" not in value else _slow(value)
-    except (ValidationError, ValueError):
-        # Not valid by the fast check: the model itself decides, and says why.
-        try:
-            return _slow(value)
-        except ValidationError as exc:
-            return DeadLetter(message, *_classify_invalid(value, exc))
-
-
-def _slow(value: bytes) -> Document:
-    return Document.of(Event.model_validate_json(value), value)
-
-
-def _classify_invalid(value: bytes, exc: ValidationError) -> tuple[str, str]:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return ErrorKind.INVALID_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}"
-    try:
-        orjson.loads(value)
-    except orjson.JSONDecodeError as bad:
-        return ErrorKind.INVALID_JSON, f"not JSON: {bad}"
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
-    )
-    return ErrorKind.INVALID_EVENT, problems
 
 
 def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
