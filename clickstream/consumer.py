@@ -5,6 +5,9 @@ or in the dead-letter topic with headers saying why and where it came from. A
 batch's offsets are committed only after all of its messages got there, so a
 crash at any point replays (never loses) messages; replays overwrite themselves
 in the index because the document id is the event id.
+
+How a message is checked is `clickstream.decoding`'s, what a dead letter carries is
+`clickstream.deadletters`', and how an outage is said is `clickstream.outage`'s.
 """
 
 from __future__ import annotations
