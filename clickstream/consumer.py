@@ -5,6 +5,9 @@ or in the dead-letter topic with headers saying why and where it came from. A
 batch's offsets are committed only after all of its messages got there, so a
 crash at any point replays (never loses) messages; replays overwrite themselves
 in the index because the document id is the event id.
+
+How a message is checked is `clickstream.decoding`'s, what a dead letter carries is
+`clickstream.deadletters`', and how an outage is said is `clickstream.outage`'s.
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from pydantic import ValidationError
 
 from clickstream import kafka, logs
+from clickstream.deadletters import DeadLetter, ErrorKind, dead_letter_headers
+from clickstream.decoding import decode
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
-from clickstream.events import Event, check_json, format_timestamp
 from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
+from clickstream.outage import OUTAGE_LOG_EVERY, Outage
 from clickstream.rests import Rests
 from clickstream.runstats import Timed
 from clickstream.settings import Settings
@@ -54,8 +57,6 @@ DLQ_PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "message.timeout.ms": 0,
 }
-#: Dead letters keep at most this much of an error reason.
-MAX_REASON = 1000
 #: How long one poll may block, so that stop requests are seen promptly.
 POLL_SLICE = 0.2
 #: While a batch is being indexed, how long one poll for the next batch may block: how
@@ -68,8 +69,6 @@ FULL_PATIENCE = 5.0
 KAFKA_PROBE_EVERY = 2.0
 #: How long a stopping consumer still waits for its last commit to be confirmed.
 COMMIT_GRACE = 5.0
-#: While a service stays unavailable, how often the consumer says so again.
-OUTAGE_LOG_EVERY = 30.0
 #: Commit errors that mean "the coordinator cannot be reached now": retried until it can.
 _RETRIABLE_COMMIT = {
     KafkaError._TRANSPORT,
@@ -81,12 +80,6 @@ _RETRIABLE_COMMIT = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.REQUEST_TIMED_OUT,
 }
-#: Headers of a dead letter that say where its message first came from.
-SOURCE_HEADERS = (
-    "clickstream.source.topic",
-    "clickstream.source.partition",
-    "clickstream.source.offset",
-)
 
 
 def prefetch(batch_size: int) -> int:
@@ -97,25 +90,6 @@ def prefetch(batch_size: int) -> int:
     (librdkafka's default is 100,000 per partition).
     """
     return max(batch_size // 4, 100)
-
-
-class ErrorKind:
-    """Why a message was dead-lettered (the `clickstream.error.kind` header)."""
-
-    EMPTY = "empty"
-    INVALID_UTF8 = "invalid_utf8"
-    INVALID_JSON = "invalid_json"
-    INVALID_EVENT = "invalid_event"
-    REJECTED = "rejected_by_opensearch"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message that could not be indexed, with its reason."""
-
-    message: Message
-    kind: str
-    reason: str
 
 
 @dataclass
@@ -161,118 +135,8 @@ class Indexer(Protocol):
     ) -> IndexResult: ...
 
 
-class Outage:
-    """A service that stopped answering: said once when it starts, then every `every` seconds,
-    and once more when it is back."""
-
-    def __init__(
-        self,
-        service: str,
-        *,
-        every: float = OUTAGE_LOG_EVERY,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.service = service
-        self.every = every
-        self.since: float | None = None
-        self.count = 0
-        self._clock = clock
-        self._said = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.since is not None
-
-    def failed(self, problem: str, **context: Any) -> None:
-        """The service failed again; log it if this starts an outage or it is time to remind."""
-        now = self._clock()
-        if self.since is None:
-            self.since = self._said = now
-            self.count += 1
-            log.error(
-                f"{self.service} unavailable; consumption paused until it is back",
-                problem=problem[:MAX_REASON],
-                **context,
-            )
-        elif now - self._said >= self.every:
-            self._said = now
-            log.warning(
-                f"{self.service} still unavailable",
-                seconds=round(now - self.since),
-                problem=problem[:MAX_REASON],
-                **context,
-            )
-
-    def recovered(self) -> None:
-        """The service answered: end the outage, if there was one."""
-        if self.since is not None:
-            seconds = self._clock() - self.since
-            self.since = None
-            log.warning(f"{self.service} is back; resuming", outage_seconds=round(seconds, 1))
-
-
 class _Abandon(Exception):
     """The in-flight batch is given up uncommitted: a stop was requested or it was revoked."""
-
-
-def decode(message: Message) -> Document | DeadLetter:
-    """The event in `message`, ready to index as it came, or why there is none."""
-    value = message.value()
-    if not value:
-        return DeadLetter(message, ErrorKind.EMPTY, "message has no value")
-    try:
-        return Document(*check_json(value), value) if b"\n" not in value else _slow(value)
-    except (ValidationError, ValueError):
-        # Not valid by the fast check: the model itself decides, and says why.
-        try:
-            return _slow(value)
-        except ValidationError as exc:
-            return DeadLetter(message, *_classify_invalid(value, exc))
-
-
-def _slow(value: bytes) -> Document:
-    return Document.of(Event.model_validate_json(value), value)
-
-
-def _classify_invalid(value: bytes, exc: ValidationError) -> tuple[str, str]:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return ErrorKind.INVALID_UTF8, f"not UTF-8: {bad.reason} at byte {bad.start}"
-    try:
-        orjson.loads(value)
-    except orjson.JSONDecodeError as bad:
-        return ErrorKind.INVALID_JSON, f"not JSON: {bad}"
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
-    )
-    return ErrorKind.INVALID_EVENT, problems
-
-
-def dead_letter_headers(
-    letter: DeadLetter, now: dt.datetime
-) -> list[tuple[str, str | bytes | None]]:
-    """Headers that say why a message was dead-lettered and where it came from.
-
-    A message replayed from the dead-letter topic keeps the source it was first read from.
-    """
-    msg = letter.message
-    source: list[tuple[str, str | bytes | None]] = [
-        ("clickstream.source.topic", str(msg.topic()).encode()),
-        ("clickstream.source.partition", str(msg.partition()).encode()),
-        ("clickstream.source.offset", str(msg.offset()).encode()),
-    ]
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    original = {key: value for key, value in pairs if key in SOURCE_HEADERS}
-    if len(original) == len(SOURCE_HEADERS):
-        source = [(key, original[key]) for key in SOURCE_HEADERS]
-    return [
-        ("clickstream.error.kind", letter.kind.encode()),
-        ("clickstream.error.reason", letter.reason[:MAX_REASON].encode()),
-        *source,
-        ("clickstream.failed_at", format_timestamp(now).encode()),
-    ]
 
 
 def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:

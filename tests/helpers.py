@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Message
+
 from clickstream.events import Event, EventType
 
 
@@ -38,6 +40,20 @@ def make_event(event_type: EventType = EventType.PAGE_VIEW, **fields: Any) -> Ev
     }
     values.update(fields)
     return Event(**values)
+
+
+def make_message(
+    value: bytes | None,
+    *,
+    topic: str = "events",
+    partition: int = 0,
+    offset: int = 0,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Message:
+    """A Kafka message as the consumer gets it, keyed `k`, without a broker."""
+    return Message(
+        topic=topic, partition=partition, offset=offset, key=b"k", value=value, headers=headers
+    )
 
 
 def port_below_ephemeral_range() -> int:

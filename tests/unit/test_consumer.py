@@ -1,95 +1,18 @@
-"""Consumer logic that needs no broker: decoding, dead-letter headers, commit offsets."""
+"""Consumer logic that needs no broker: commit offsets."""
 
 from __future__ import annotations
 
-import datetime as dt
-
-import orjson
-from confluent_kafka import Message
-
-from clickstream.consumer import DeadLetter, ErrorKind, commit_offsets, dead_letter_headers, decode
-from clickstream.opensearch import Document
-from tests.helpers import make_event
-
-
-def message(value: bytes | None, partition: int = 0, offset: int = 0) -> Message:
-    return Message(topic="events", partition=partition, offset=offset, key=b"k", value=value)
-
-
-class TestDecode:
-    def test_valid_event(self):
-        """A valid event message becomes a document of its id, its day and the message."""
-        event = make_event()
-        value = event.to_json()
-        assert decode(message(value)) == Document(str(event.event_id), event.day, value)
-
-    def test_multi_line_event_is_indexed_on_one_line(self):
-        """A pretty-printed event is valid; its document is the compact form."""
-        event = make_event()
-        pretty = orjson.dumps(event.to_dict(), option=orjson.OPT_INDENT_2)
-        assert decode(message(pretty)) == Document(str(event.event_id), event.day, event.to_json())
-
-    def test_forms_only_the_model_accepts_are_kept_as_they_came(self):
-        """An IPv6 address (left to the model by the fast check) is still a valid event."""
-        value = make_event(ip="2001:db8::1").to_json()
-        decoded = decode(message(value))
-        assert isinstance(decoded, Document)
-        assert decoded.source == value
-
-    def test_kinds(self):
-        """Each kind of bad message is classified with a reason."""
-        good = orjson.loads(make_event().to_json())
-        cases = {
-            ErrorKind.EMPTY: None,
-            ErrorKind.INVALID_UTF8: b'{"a": "\xff\xfe"}',
-            ErrorKind.INVALID_JSON: b'{"event_id": ',
-            ErrorKind.INVALID_EVENT: orjson.dumps({**good, "event_type": "teleport"}),
-        }
-        for kind, value in cases.items():
-            decoded = decode(message(value))
-            assert isinstance(decoded, DeadLetter), kind
-            assert decoded.kind == kind
-            assert decoded.reason
-
-    def test_invalid_event_reason_names_field(self):
-        """A schema violation's reason names the offending field."""
-        good = orjson.loads(make_event().to_json())
-        decoded = decode(message(orjson.dumps({**good, "timestamp": "1970-01-01T00:00:00Z"})))
-        assert isinstance(decoded, DeadLetter)
-        assert "timestamp" in decoded.reason
-        assert "before 2000" in decoded.reason
-
-    def test_json_array_is_not_an_event(self):
-        """Valid JSON that is not an object is an invalid event, not a crash."""
-        decoded = decode(message(b"[1, 2, 3]"))
-        assert isinstance(decoded, DeadLetter)
-        assert decoded.kind == ErrorKind.INVALID_EVENT
-
-
-class TestDeadLetterHeaders:
-    def test_headers_say_why_and_where(self):
-        """Headers carry the kind, reason, source topic, partition and offset."""
-        letter = DeadLetter(message(b"x", partition=2, offset=41), ErrorKind.INVALID_JSON, "bad")
-        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        headers = dict(dead_letter_headers(letter, now))
-        assert headers["clickstream.error.kind"] == b"invalid_json"
-        assert headers["clickstream.error.reason"] == b"bad"
-        assert headers["clickstream.source.topic"] == b"events"
-        assert headers["clickstream.source.partition"] == b"2"
-        assert headers["clickstream.source.offset"] == b"41"
-        assert headers["clickstream.failed_at"] == b"2026-01-01T00:00:00.000Z"
-
-    def test_reason_is_bounded(self):
-        """A huge reason is cut, so one poison message cannot make a huge header."""
-        letter = DeadLetter(message(b"x"), ErrorKind.INVALID_EVENT, "r" * 10_000)
-        headers = dict(dead_letter_headers(letter, dt.datetime.now(dt.UTC)))
-        assert len(headers["clickstream.error.reason"]) == 1000
+from clickstream.consumer import commit_offsets
+from tests.helpers import make_message
 
 
 class TestCommitOffsets:
     def test_one_past_last_per_partition(self):
         """The commit for a batch is one past the highest offset of each partition."""
-        batch = [message(b"", 0, 5), message(b"", 1, 9), message(b"", 0, 7), message(b"", 1, 3)]
+        batch = [
+            make_message(b"", partition=partition, offset=offset)
+            for partition, offset in [(0, 5), (1, 9), (0, 7), (1, 3)]
+        ]
         offsets = {(tp.partition, tp.offset) for tp in commit_offsets(batch)}
         assert offsets == {(0, 8), (1, 10)}
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from clickstream import cli, dashboards
+from clickstream import cli, cli_context, dashboards
 from clickstream.errors import ConfigError, DashboardsError, DashboardsUnavailable, ExitCode
 from clickstream.settings import DashboardsSettings
 from clickstream.terminal import Terminal
@@ -98,7 +98,7 @@ class TestImportRequest:
         monkeypatch.setenv("CLICKSTREAM_DASHBOARDS__URL", server.url)
         monkeypatch.setenv("CLICKSTREAM_OPENSEARCH__INDEX_PREFIX", "shop")
         err = io.StringIO()
-        monkeypatch.setattr(cli, "terminal", Terminal(stdout=io.StringIO(), stderr=err))
+        monkeypatch.setattr(cli_context, "terminal", Terminal(stdout=io.StringIO(), stderr=err))
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["dashboards", "import"])
         assert exit_info.value.code in (None, 0)
@@ -113,7 +113,7 @@ class TestImportRequest:
         server.answer = {"statusCode": 403, "message": "no permissions for [saved_objects]"}
         monkeypatch.setenv("CLICKSTREAM_DASHBOARDS__URL", server.url)
         err = io.StringIO()
-        monkeypatch.setattr(cli, "terminal", Terminal(stdout=io.StringIO(), stderr=err))
+        monkeypatch.setattr(cli_context, "terminal", Terminal(stdout=io.StringIO(), stderr=err))
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["dashboards", "import"])
         assert exit_info.value.code == ExitCode.ERROR
@@ -218,7 +218,9 @@ class TestExport:
         """`clickstream dashboards export --out FILE` writes what Dashboards returned."""
         server.raw = NDJSON.read_bytes()
         monkeypatch.setenv("CLICKSTREAM_DASHBOARDS__URL", server.url)
-        monkeypatch.setattr(cli, "terminal", Terminal(stdout=io.StringIO(), stderr=io.StringIO()))
+        monkeypatch.setattr(
+            cli_context, "terminal", Terminal(stdout=io.StringIO(), stderr=io.StringIO())
+        )
         out = tmp_path / "export.ndjson"
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["dashboards", "export", "--out", str(out)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import itertools
 
 import orjson
@@ -15,6 +16,7 @@ from clickstream.events import (
     Event,
     EventKey,
     EventType,
+    _canonical_ip,
     check_json,
     format_timestamp,
     json_schema,
@@ -207,3 +209,24 @@ class TestFastCheck:
         for data in (b"", b"{", b"[1]", b'{"a": "\xff"}', b"null"):
             with pytest.raises((ValidationError, ValueError)):
                 check_json(data)
+
+
+class TestCanonicalIp:
+    @given(st.ip_addresses())
+    def test_addresses_as_ipaddress_writes_them(self, address):
+        """Every IPv4 and IPv6 address comes out exactly as `ipaddress` writes it."""
+        assert _canonical_ip(str(address)) == str(address)
+        assert _canonical_ip(address.exploded) == str(ipaddress.ip_address(address.exploded))
+
+    @given(st.text(max_size=45))
+    def test_anything_else_is_refused_like_ipaddress(self, text):
+        """Text `ipaddress` refuses is refused too; text it accepts is written alike."""
+        try:
+            expected = str(ipaddress.ip_address(text))
+        except ValueError:
+            expected = None
+        try:
+            got = _canonical_ip(text)
+        except ValueError:
+            got = None
+        assert got == expected
