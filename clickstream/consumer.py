@@ -43,8 +43,14 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
     "isolation.level": "read_committed",
-    # Bound what librdkafka prefetches per partition, and so the consumer's memory and the
-    # CPU it spends fetching ahead (see `prefetch`); refill a drained queue soon.
+    # librdkafka fetches again only once the consumer has taken all it fetched: the
+    # consumer reads a batch ahead itself, so fetching further ahead buys nothing. Worse, a
+    # fetcher that reaches a partition's end long before the consumer does keeps asking
+    # for more meanwhile, and a broker that answers an empty fetch at once (rather than
+    # holding it for `fetch.wait.max.ms`) is asked thousands of times a second. A partition
+    # end waiting in the queue stops this; the consumer then rests the partition.
+    "queued.min.messages": 1,
+    # Bound what one fetch brings (memory); look for a drained queue every 100 ms.
     "queued.max.messages.kbytes": 16384,
     "fetch.queue.backoff.ms": 100,
     # Say when a partition is read to its end: it then rests (see `clickstream.rests`).
@@ -80,16 +86,6 @@ _RETRIABLE_COMMIT = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.REQUEST_TIMED_OUT,
 }
-
-
-def prefetch(batch_size: int) -> int:
-    """Messages per partition librdkafka keeps queued ahead: a quarter batch, at least 100.
-
-    The consumer itself reads the next batch while one is indexed, so librdkafka only
-    bridges the polls in between; more costs memory, and the CPU of fetching far ahead
-    (librdkafka's default is 100,000 per partition).
-    """
-    return max(batch_size // 4, 100)
 
 
 @dataclass
@@ -184,6 +180,10 @@ class EventConsumer:
         self._batch_started = 0.0
         self._probed = 0.0
         self._commit_results: list[KafkaError | None] = []
+        # Offsets of handled batches not committed yet: (topic, partition) -> next offset.
+        self._done: dict[tuple[str, int], int] = {}
+        self._committed_at = time.monotonic()
+        self._revocations = 0  # how many times partitions were taken from us
         self._inflight: set[tuple[str, int]] = set()
         self._revoked: set[tuple[str, int]] = set()
         self._paused = False
@@ -198,7 +198,6 @@ class EventConsumer:
                 **base,
                 **CONSUMER_DEFAULTS,
                 "group.id": settings.kafka.group_id,
-                "queued.min.messages": prefetch(self._cfg.batch_size),
                 "error_cb": self._on_error,
                 "on_commit": self._on_commit,
                 **settings.kafka.extra,
@@ -240,6 +239,18 @@ class EventConsumer:
             )
         self._batch = keep
         self._revoked |= self._inflight & lost
+        self._revocations += 1
+        unsaid = sorted(key for key in lost if key in self._done)
+        if unsaid:
+            # Committing now could block the rebalance while the broker is away: the next
+            # owner replays these (at most `commit_interval` worth) over the same documents.
+            for key in unsaid:
+                del self._done[key]
+            log.info(
+                "partitions revoked before their last batches were committed; "
+                "their next owner replays them",
+                partitions=unsaid,
+            )
         self._rests.forget(lost)
         # A pause outlives the assignment: were these partitions assigned to us again, they
         # would stay paused. Leave them unpaused (a wait in progress pauses what it gets).
@@ -296,6 +307,7 @@ class EventConsumer:
                     break
             if self._batch:
                 self._process(self._take_batch())
+            self._commit()
         finally:
             self.stats.finished = time.monotonic()
             self.close()
@@ -480,7 +492,9 @@ class EventConsumer:
                 f"batch accounting mismatch: {len(batch)} consumed, {indexed} indexed, "
                 f"{len(letters)} dead-lettered; offsets not committed"
             )
-        self._commit(batch)
+        self._handled(batch)
+        if not self._batch or time.monotonic() - self._committed_at >= self._cfg.commit_interval:
+            self._commit()  # caught up, or the interval has passed
         stats = self.stats
         stats.consumed += len(batch)
         stats.indexed += indexed
@@ -594,22 +608,28 @@ class EventConsumer:
             first_offset=first.message.offset(),
         )
 
-    def _commit(self, batch: list[Message]) -> None:
-        """Commit `batch`, waiting out an unreachable coordinator unless the batch's
-        partitions are revoked or a stop is requested meanwhile.
+    def _handled(self, batch: list[Message]) -> None:
+        """Note `batch`'s offsets for the next commit: all its messages are indexed or
+        dead-lettered. Partitions revoked while it was indexed are their next owner's to
+        commit: it reads those messages again and overwrites the same documents."""
+        for tp in commit_offsets(batch):
+            key = (tp.topic, tp.partition)
+            if key not in self._revoked:
+                self._done[key] = max(self._done.get(key, 0), tp.offset)
+
+    def _commit(self) -> None:
+        """Commit the offsets of the batches handled so far, waiting out an unreachable
+        coordinator unless their partitions are revoked or a stop is requested meanwhile.
 
         The commit is asynchronous and awaited while polling: a synchronous commit would
         block without limit while the broker is away, deaf to stop requests and rebalances.
         Messages fetched meanwhile join the next batch.
         """
-        # Partitions revoked while the batch was indexed are their next owner's to commit:
-        # it reads those messages again and overwrites the same documents.
-        offsets = [
-            tp for tp in commit_offsets(batch) if (tp.topic, tp.partition) not in self._revoked
-        ]
+        self._committed_at = time.monotonic()
+        offsets = [TopicPartition(t, p, offset) for (t, p), offset in sorted(self._done.items())]
         if not offsets:
             return
-        attempt = 0
+        attempt, revocations = 0, self._revocations
         while True:
             self._commit_results.clear()
             try:
@@ -617,35 +637,44 @@ class EventConsumer:
             except KafkaException as exc:
                 error: KafkaError | None = exc.args[0] if exc.args else None
             else:
-                error = self._await_commit()
+                error = self._await_commit(revocations)
             if error is None:
                 self.kafka_outage.recovered()
+                for tp in offsets:
+                    if self._done.get((tp.topic, tp.partition)) == tp.offset:
+                        del self._done[(tp.topic, tp.partition)]
                 return
-            if error.code() in _RETRIABLE_COMMIT and not self._revoked:
+            if error.code() in _RETRIABLE_COMMIT and self._revocations == revocations:
                 self.kafka_outage.failed(f"commit: {kafka.describe(error)}")
                 attempt += 1
                 delay = backoff_delay(
                     attempt, self._cfg.retry_initial, self._cfg.retry_max, self._rng
                 )
                 try:
-                    self._wait(delay)
+                    self._wait(delay, revocable=False)
                 except _Abandon:
                     pass
                 else:
-                    continue
-            # A rebalance took the partitions first (or we are stopping): their next owner
-            # replays the batch, which overwrites the same documents (same ids). Nothing is lost.
-            log.warning("commit failed; the batch will be replayed", error=kafka.describe(error))
+                    if self._revocations == revocations:
+                        continue
+            # A rebalance came first (or we are stopping): what is not committed is replayed
+            # by the partitions' next owner, over the same documents (same ids). Nothing is lost.
+            log.warning(
+                "commit failed; it is tried again with the next one, and what a crash "
+                "would replay meanwhile overwrites the same documents",
+                error=kafka.describe(error),
+            )
             return
 
-    def _await_commit(self) -> KafkaError | None:
-        """The result of the commit in flight, polling (and fetching ahead) meanwhile."""
+    def _await_commit(self, revocations: int) -> KafkaError | None:
+        """The result of the commit in flight, polling (and fetching ahead) meanwhile; given
+        up when partitions are revoked (`revocations` is how many times they were before)."""
         stopping_since: float | None = None
         while not self._commit_results:
             now = time.monotonic()
             if self._stop.is_set() and stopping_since is None:
                 stopping_since = now
-            if self._revoked or (
+            if self._revocations != revocations or (
                 stopping_since is not None and now - stopping_since > COMMIT_GRACE
             ):
                 return KafkaError(KafkaError._TIMED_OUT, "commit not confirmed", retriable=False)

@@ -140,6 +140,9 @@ class ConsumerSettings(_Section):
 
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     batch_timeout: float = Field(default=1.0, gt=0)
+    #: While a backlog is read, offsets are committed at most this often (seconds; 0: after
+    #: every batch). A consumer that has caught up, or stops, commits at once.
+    commit_interval: float = Field(default=5.0, ge=0)
     retry_initial: float = Field(default=0.2, gt=0)
     retry_max: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=8, ge=1)

@@ -9,6 +9,7 @@ import time
 import uuid
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,7 +17,7 @@ from confluent_kafka import Consumer, Producer
 from opensearchpy import OpenSearch
 from opensearchpy.helpers import scan
 
-from clickstream import opensearch, pipeline, producer
+from clickstream import opensearch, pipeline, producer, status
 from clickstream.consumer import ConsumeStats, EventConsumer
 from clickstream.settings import Settings
 from clickstream.simulation import SimulationConfig, Simulator
@@ -180,10 +181,10 @@ def _quiet_logs():
     logs.configure("warning")
 
 
-def _librdkafka_cpu() -> float:
-    """CPU seconds used so far by this process's librdkafka broker threads (Linux)."""
+def _librdkafka_threads() -> dict[int, float]:
+    """CPU seconds used so far by each of this process's librdkafka broker threads (Linux)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    found = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             if not (task / "comm").read_text().startswith("rdk:broker"):
@@ -191,8 +192,35 @@ def _librdkafka_cpu() -> float:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # the thread ended meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def _librdkafka_cpu() -> float:
+    """CPU seconds used so far by this process's live librdkafka broker threads."""
+    return sum(_librdkafka_threads().values())
+
+
+class _FetcherCpu:
+    """CPU seconds librdkafka's broker threads use while this context is open, sampled
+    every 50 ms: also of threads that end before it closes (a consumer closing)."""
+
+    def __enter__(self) -> _FetcherCpu:
+        self._before = _librdkafka_threads()
+        self._last = dict(self._before)
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+        self._sampler.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self._last.update(_librdkafka_threads())
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._sampler.join()
+        self.seconds = sum(cpu - self._before.get(tid, 0.0) for tid, cpu in self._last.items())
 
 
 class TestQuietTopic:
@@ -225,3 +253,73 @@ class TestQuietTopic:
         assert consumer.stats.consumed == 500
         assert set(indexed_ids(client, settings.opensearch.index_prefix)) == produced
         assert idle_cpu < 0.25 * quiet, f"{idle_cpu:.2f} CPU seconds in {quiet:.1f} s idle"
+
+
+class _SlowIndexer:
+    """Indexes like the real one, but takes at least `seconds` per batch."""
+
+    def __init__(self, settings: Settings, seconds: float) -> None:
+        client = opensearch.make_client(settings.opensearch)
+        self._real = opensearch.BulkIndexer(
+            client, settings.opensearch.index_prefix, settings.consumer
+        )
+        self._seconds = seconds
+
+    def index(self, items: Any, **kwargs: Any) -> opensearch.IndexResult:
+        time.sleep(self._seconds)
+        return self._real.index(items, **kwargs)
+
+
+class TestBacklog:
+    def test_working_through_a_backlog_costs_the_fetcher_no_cpu(self, make_settings):
+        """While the consumer works through what librdkafka already fetched, librdkafka
+        does not keep fetching at the partitions' ends (the local broker answers an empty
+        fetch at once, so a fetcher that asks again burns a core)."""
+        settings = make_settings(consumer={"batch_size": 400})
+        pipeline.setup(settings)
+        produced = produce(settings, 2400, seed=5)
+        consumer = EventConsumer(settings, _SlowIndexer(settings, 0.7))
+        started = time.monotonic()
+        with _FetcherCpu() as fetcher:
+            stats = consumer.run(until_idle=0.5)
+        wall = time.monotonic() - started
+        assert stats.indexed == len(produced)
+        assert fetcher.seconds < 0.03 * wall, f"{fetcher.seconds:.2f} CPU seconds in {wall:.1f} s"
+
+
+class TestCommits:
+    @staticmethod
+    def _committed(settings: Settings) -> int:
+        kafka = settings.kafka
+        parts = status.offsets(kafka, kafka.topic, kafka.group_id)
+        return sum(p.committed or 0 for p in parts)
+
+    def _run(self, settings: Settings, check_at: int) -> tuple[ConsumeStats, int, int]:
+        """Consume everything; at batch `check_at`: what was consumed and committed."""
+        seen: list[int] = []
+
+        def check(stats: ConsumeStats) -> None:
+            if stats.batches == check_at:
+                seen.extend((stats.consumed, self._committed(settings)))
+
+        return consume(settings, on_batch=check), seen[0], seen[1]
+
+    def test_a_backlog_is_committed_at_intervals_and_in_full_at_the_end(self, make_settings):
+        """Reading a backlog, the consumer does not commit after every batch (the interval
+        has not passed); once it has caught up and stops, everything is committed."""
+        settings = make_settings(consumer={"batch_size": 100, "commit_interval": 3600})
+        pipeline.setup(settings)
+        produce(settings, 3000, seed=6)
+        stats, consumed, committed = self._run(settings, check_at=10)
+        assert consumed == 1000
+        assert committed < consumed
+        assert stats.consumed == self._committed(settings) == 3000
+
+    def test_with_no_interval_every_batch_is_committed(self, make_settings):
+        """`commit_interval = 0` commits each batch before the next one starts."""
+        settings = make_settings(consumer={"batch_size": 100, "commit_interval": 0})
+        pipeline.setup(settings)
+        produce(settings, 1500, seed=7)
+        stats, consumed, committed = self._run(settings, check_at=10)
+        assert consumed == committed == 1000
+        assert stats.consumed == self._committed(settings) == 1500
