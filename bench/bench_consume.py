@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from confluent_kafka import Producer
 
-from clickstream import opensearch, pipeline, stack
+from clickstream import bulk, opensearch, pipeline, stack
 from clickstream.events import Event
 from clickstream.settings import KafkaSettings, OpenSearchSettings, Settings, StackSettings
 from clickstream.simulation import SimulationConfig, Simulator
@@ -95,9 +95,7 @@ def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], connections: in
     """Events per second straight into `_bulk`: bodies pre-built, keep-alive connections."""
     prefix = f"{settings.opensearch.index_prefix}-ceiling"
     opensearch.ensure_template(opensearch.make_client(settings.opensearch), prefix)
-    bodies = [
-        opensearch.build_bulk_body(docs[i : i + BATCH], prefix) for i in range(0, len(docs), BATCH)
-    ]
+    bodies = [bulk.build_bulk_body(docs[i : i + BATCH], prefix) for i in range(0, len(docs), BATCH)]
     url = urlsplit(settings.opensearch.url)
     local = threading.local()
 

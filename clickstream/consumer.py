@@ -26,10 +26,10 @@ from typing import Any, Protocol, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from clickstream import kafka, logs
+from clickstream.bulk import BulkItem, Document, IndexResult, backoff_delay
 from clickstream.deadletters import DeadLetter, ErrorKind, dead_letter_headers
 from clickstream.decoding import decode
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
-from clickstream.opensearch import BulkItem, Document, IndexResult, backoff_delay
 from clickstream.outage import OUTAGE_LOG_EVERY, Outage
 from clickstream.rests import Rests
 from clickstream.runstats import Timed

@@ -12,9 +12,9 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
+from clickstream.bulk import Document
 from clickstream.deadletters import DeadLetter, ErrorKind
 from clickstream.events import Event, check_json
-from clickstream.opensearch import Document
 
 
 def decode(message: Message) -> Document | DeadLetter:

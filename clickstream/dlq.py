@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from clickstream import logs, opensearch, status
+from clickstream import bulk, logs, opensearch, status
 from clickstream.consumer import ConsumeStats, EventConsumer
 from clickstream.settings import Settings
 
@@ -47,7 +47,7 @@ def replay(
         return stats
     client = opensearch.make_client(settings.opensearch)
     opensearch.check(client, settings.opensearch.url)
-    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
     ours = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"group_id": group})}
     )

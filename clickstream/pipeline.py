@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from clickstream import consumer, kafka, logs, opensearch, producer, report
+from clickstream import bulk, consumer, kafka, logs, opensearch, producer, report
 from clickstream.settings import Settings
 from clickstream.terminal import Terminal
 
@@ -65,7 +65,7 @@ def consume(
     """Consume the events topic into OpenSearch until stopped or idle."""
     client = opensearch.make_client(settings.opensearch)
     opensearch.check(client, settings.opensearch.url)
-    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
     with terminal.progress("consuming", None) as bar:
 
         def progress(stats: consumer.ConsumeStats) -> None:

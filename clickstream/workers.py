@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from clickstream import logs, opensearch
+from clickstream import bulk, logs, opensearch
 from clickstream.consumer import ConsumeStats, EventConsumer
 from clickstream.errors import ClickstreamError, ExitCode
 from clickstream.settings import Settings
@@ -59,7 +59,7 @@ def _work(
     try:
         client = opensearch.make_client(ours.opensearch)
         opensearch.check(client, ours.opensearch.url)
-        indexer = opensearch.BulkIndexer(client, ours.opensearch.index_prefix, ours.consumer)
+        indexer = bulk.BulkIndexer(client, ours.opensearch.index_prefix, ours.consumer)
         stats = EventConsumer(ours, indexer).run(until_idle=until_idle, stop=stop)
     except ClickstreamError as exc:
         results.put((number, "error", (str(exc), int(exc.exit_code))))

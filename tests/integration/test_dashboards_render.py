@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream import charts, opensearch, pipeline, producer
+from clickstream import bulk, charts, opensearch, pipeline, producer
 from clickstream.consumer import EventConsumer
 from clickstream.events import Event
 from clickstream.settings import Settings
@@ -38,7 +38,7 @@ def _fill(settings: Settings, seed: int) -> list[Event]:
     producer.run(events, producer.KafkaSink(settings.kafka, settings.kafka.topic, stats), stats)
     assert stats.delivered == COUNT
     client = opensearch.make_client(settings.opensearch)
-    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
     consumed = EventConsumer(settings, indexer).run(until_idle=2.0)
     assert consumed.indexed == COUNT
     return events

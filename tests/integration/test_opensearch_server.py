@@ -9,8 +9,9 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
+from clickstream.bulk import BulkIndexer
 from clickstream.events import Event, EventType
-from clickstream.opensearch import BulkIndexer, count, ensure_template, make_client, summary
+from clickstream.opensearch import count, ensure_template, make_client, summary
 from clickstream.settings import ConsumerSettings, OpenSearchSettings
 from tests.helpers import make_event
 

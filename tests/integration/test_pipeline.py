@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer
 from opensearchpy import OpenSearch
 from opensearchpy.helpers import scan
 
-from clickstream import opensearch, pipeline, producer, status
+from clickstream import bulk, opensearch, pipeline, producer, status
 from clickstream.consumer import ConsumeStats, EventConsumer
 from clickstream.settings import Settings
 from clickstream.simulation import SimulationConfig, Simulator
@@ -40,7 +40,7 @@ def produce(settings: Settings, count: int, seed: int = 1) -> set[str]:
 
 def consume(settings: Settings, **kwargs: object) -> ConsumeStats:
     client = opensearch.make_client(settings.opensearch)
-    indexer = opensearch.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
     return EventConsumer(settings, indexer, **kwargs).run(until_idle=2.0)  # type: ignore[arg-type]
 
 
@@ -104,9 +104,7 @@ class TestExactlyOnceInTheIndex:
                 stop.set()
 
         client = opensearch.make_client(settings.opensearch)
-        indexer = opensearch.BulkIndexer(
-            client, settings.opensearch.index_prefix, settings.consumer
-        )
+        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
         first = EventConsumer(settings, indexer, on_batch=halfway).run(stop=stop)
         assert 5_000 <= first.consumed < 10_000
 
@@ -155,7 +153,7 @@ class TestDeadLetters:
         pipeline.setup(settings)
         # Make the daily index's mapping disagree with the events: article_id as a long.
         event = make_event()
-        index = opensearch.index_name(settings.opensearch.index_prefix, event)
+        index = bulk.index_name(settings.opensearch.index_prefix, event)
         opensearch_client.indices.create(
             index=index, body={"mappings": {"properties": {"article_id": {"type": "long"}}}}
         )
@@ -230,9 +228,7 @@ class TestQuietTopic:
         a core); events that come after several rests are all indexed, within seconds."""
         pipeline.setup(settings)
         client = opensearch.make_client(settings.opensearch)
-        indexer = opensearch.BulkIndexer(
-            client, settings.opensearch.index_prefix, settings.consumer
-        )
+        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
         consumer = EventConsumer(settings, indexer)
         stop = threading.Event()
         runner = threading.Thread(target=consumer.run, kwargs={"stop": stop})
@@ -260,12 +256,10 @@ class _SlowIndexer:
 
     def __init__(self, settings: Settings, seconds: float) -> None:
         client = opensearch.make_client(settings.opensearch)
-        self._real = opensearch.BulkIndexer(
-            client, settings.opensearch.index_prefix, settings.consumer
-        )
+        self._real = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
         self._seconds = seconds
 
-    def index(self, items: Any, **kwargs: Any) -> opensearch.IndexResult:
+    def index(self, items: Any, **kwargs: Any) -> bulk.IndexResult:
         time.sleep(self._seconds)
         return self._real.index(items, **kwargs)
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from clickstream import opensearch, pipeline
+from clickstream import bulk, opensearch, pipeline
 from clickstream.consumer import ConsumeStats, EventConsumer
 from tests.helpers import make_event
 from tests.integration.faults import CLI, doc_count, env_for, produce_events
@@ -44,9 +44,7 @@ class TestStatus:
                 stop.set()
 
         client = opensearch.make_client(settings.opensearch)
-        indexer = opensearch.BulkIndexer(
-            client, settings.opensearch.index_prefix, settings.consumer
-        )
+        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
         done = EventConsumer(settings, indexer, on_batch=halfway).run(stop=stop)
         assert 400 <= done.consumed < 1001
 
@@ -81,7 +79,7 @@ class TestDlqReplay:
         pipeline.setup(settings)
         prefix = settings.opensearch.index_prefix
         bad_day = make_event()
-        index = opensearch.index_name(prefix, bad_day)
+        index = bulk.index_name(prefix, bad_day)
         opensearch_client.indices.create(
             index=index, body={"mappings": {"properties": {"article_id": {"type": "long"}}}}
         )

@@ -8,10 +8,10 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clickstream.bulk import Document
 from clickstream.deadletters import DeadLetter, ErrorKind
 from clickstream.decoding import decode
 from clickstream.events import Event
-from clickstream.opensearch import Document
 from tests.helpers import make_event, make_message
 
 KINDS = {
