@@ -30,6 +30,7 @@ from clickstream.bulk import BulkItem, Document, IndexResult, backoff_delay
 from clickstream.deadletters import DeadLetter, ErrorKind, dead_letter_headers
 from clickstream.decoding import decode
 from clickstream.errors import KafkaFailure, OpenSearchUnavailable
+from clickstream.offsets import Offsets
 from clickstream.outage import OUTAGE_LOG_EVERY, Outage
 from clickstream.rests import Rests
 from clickstream.runstats import Timed
@@ -73,19 +74,6 @@ INDEXING_POLL = 0.005
 FULL_PATIENCE = 5.0
 #: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
 KAFKA_PROBE_EVERY = 2.0
-#: How long a stopping consumer still waits for its last commit to be confirmed.
-COMMIT_GRACE = 5.0
-#: Commit errors that mean "the coordinator cannot be reached now": retried until it can.
-_RETRIABLE_COMMIT = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._WAIT_COORD,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.REQUEST_TIMED_OUT,
-}
 
 
 @dataclass
@@ -135,20 +123,6 @@ class _Abandon(Exception):
     """The in-flight batch is given up uncommitted: a stop was requested or it was revoked."""
 
 
-def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
-    """The offsets to commit after `messages`: one past the last of each partition."""
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if topic is None or partition is None or offset is None:
-            continue  # not a fetched message (an error event): nothing to commit
-        key = (topic, partition)
-        last[key] = max(last.get(key, -1), offset)
-    return [
-        TopicPartition(topic, part, offset + 1) for (topic, part), offset in sorted(last.items())
-    ]
-
-
 class EventConsumer:
     """Reads the events topic in a consumer group and hands batches to an indexer.
 
@@ -179,11 +153,6 @@ class EventConsumer:
         self._batch: list[Message] = []
         self._batch_started = 0.0
         self._probed = 0.0
-        self._commit_results: list[KafkaError | None] = []
-        # Offsets of handled batches not committed yet: (topic, partition) -> next offset.
-        self._done: dict[tuple[str, int], int] = {}
-        self._committed_at = time.monotonic()
-        self._revocations = 0  # how many times partitions were taken from us
         self._inflight: set[tuple[str, int]] = set()
         self._revoked: set[tuple[str, int]] = set()
         self._paused = False
@@ -204,6 +173,15 @@ class EventConsumer:
             }
         )
         self._rests = Rests(self._consumer)
+        self._offsets = Offsets(
+            self._consumer,
+            self._cfg,
+            self.kafka_outage,
+            poll=self._poll_while_committing,
+            wait=self._wait_to_commit,
+            stopping=self._stopping,
+            rng=self._rng,
+        )
         # Indexing runs in this thread while the main one reads ahead and keeps polling.
         self._indexing = ThreadPoolExecutor(1, thread_name_prefix="clickstream-index")
         self._abandon = threading.Event()
@@ -239,13 +217,8 @@ class EventConsumer:
             )
         self._batch = keep
         self._revoked |= self._inflight & lost
-        self._revocations += 1
-        unsaid = sorted(key for key in lost if key in self._done)
+        unsaid = self._offsets.revoked(lost)
         if unsaid:
-            # Committing now could block the rebalance while the broker is away: the next
-            # owner replays these (at most `commit_interval` worth) over the same documents.
-            for key in unsaid:
-                del self._done[key]
             log.info(
                 "partitions revoked before their last batches were committed; "
                 "their next owner replays them",
@@ -258,8 +231,7 @@ class EventConsumer:
             self._consumer.resume(partitions)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        failed = next((tp.error for tp in partitions if tp.error is not None), None)
-        self._commit_results.append(error or failed)
+        self._offsets.on_commit(error, partitions)
 
     def _on_dlq_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
@@ -307,7 +279,7 @@ class EventConsumer:
                     break
             if self._batch:
                 self._process(self._take_batch())
-            self._commit()
+            self._offsets.commit()
         finally:
             self.stats.finished = time.monotonic()
             self.close()
@@ -492,9 +464,9 @@ class EventConsumer:
                 f"batch accounting mismatch: {len(batch)} consumed, {indexed} indexed, "
                 f"{len(letters)} dead-lettered; offsets not committed"
             )
-        self._handled(batch)
-        if not self._batch or time.monotonic() - self._committed_at >= self._cfg.commit_interval:
-            self._commit()  # caught up, or the interval has passed
+        self._offsets.handled(batch, self._revoked)
+        if self._offsets.due(caught_up=not self._batch):
+            self._offsets.commit()
         stats = self.stats
         stats.consumed += len(batch)
         stats.indexed += indexed
@@ -608,81 +580,23 @@ class EventConsumer:
             first_offset=first.message.offset(),
         )
 
-    def _handled(self, batch: list[Message]) -> None:
-        """Note `batch`'s offsets for the next commit: all its messages are indexed or
-        dead-lettered. Partitions revoked while it was indexed are their next owner's to
-        commit: it reads those messages again and overwrites the same documents."""
-        for tp in commit_offsets(batch):
-            key = (tp.topic, tp.partition)
-            if key not in self._revoked:
-                self._done[key] = max(self._done.get(key, 0), tp.offset)
+    def _poll_while_committing(self) -> None:
+        """Poll once, briefly, while a commit is awaited: it serves the commit's result and
+        may bring messages beyond the next batch (which `_take_batch` leaves for the one
+        after), but not without limit."""
+        wanted = self._cfg.batch_size - len(self._batch)
+        if wanted <= -self._cfg.batch_size and not self._paused:
+            self._pause()
+        messages = self._poll(num_messages=max(wanted, 1), timeout=0.005)
+        self._add_pending(messages, time.monotonic())
 
-    def _commit(self) -> None:
-        """Commit the offsets of the batches handled so far, waiting out an unreachable
-        coordinator unless their partitions are revoked or a stop is requested meanwhile.
+    def _stopping(self) -> bool:
+        return self._stop.is_set()  # `run` may be given its own stop event
 
-        The commit is asynchronous and awaited while polling: a synchronous commit would
-        block without limit while the broker is away, deaf to stop requests and rebalances.
-        Messages fetched meanwhile join the next batch.
-        """
-        self._committed_at = time.monotonic()
-        offsets = [TopicPartition(t, p, offset) for (t, p), offset in sorted(self._done.items())]
-        if not offsets:
-            return
-        attempt, revocations = 0, self._revocations
-        while True:
-            self._commit_results.clear()
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            except KafkaException as exc:
-                error: KafkaError | None = exc.args[0] if exc.args else None
-            else:
-                error = self._await_commit(revocations)
-            if error is None:
-                self.kafka_outage.recovered()
-                for tp in offsets:
-                    if self._done.get((tp.topic, tp.partition)) == tp.offset:
-                        del self._done[(tp.topic, tp.partition)]
-                return
-            if error.code() in _RETRIABLE_COMMIT and self._revocations == revocations:
-                self.kafka_outage.failed(f"commit: {kafka.describe(error)}")
-                attempt += 1
-                delay = backoff_delay(
-                    attempt, self._cfg.retry_initial, self._cfg.retry_max, self._rng
-                )
-                try:
-                    self._wait(delay, revocable=False)
-                except _Abandon:
-                    pass
-                else:
-                    if self._revocations == revocations:
-                        continue
-            # A rebalance came first (or we are stopping): what is not committed is replayed
-            # by the partitions' next owner, over the same documents (same ids). Nothing is lost.
-            log.warning(
-                "commit failed; it is tried again with the next one, and what a crash "
-                "would replay meanwhile overwrites the same documents",
-                error=kafka.describe(error),
-            )
-            return
-
-    def _await_commit(self, revocations: int) -> KafkaError | None:
-        """The result of the commit in flight, polling (and fetching ahead) meanwhile; given
-        up when partitions are revoked (`revocations` is how many times they were before)."""
-        stopping_since: float | None = None
-        while not self._commit_results:
-            now = time.monotonic()
-            if self._stop.is_set() and stopping_since is None:
-                stopping_since = now
-            if self._revocations != revocations or (
-                stopping_since is not None and now - stopping_since > COMMIT_GRACE
-            ):
-                return KafkaError(KafkaError._TIMED_OUT, "commit not confirmed", retriable=False)
-            # Polling serves the commit's result; it may bring a message or two beyond the
-            # next batch (which `_take_batch` leaves for the one after), but not without limit.
-            wanted = self._cfg.batch_size - len(self._batch)
-            if wanted <= -self._cfg.batch_size and not self._paused:
-                self._pause()
-            messages = self._poll(num_messages=max(wanted, 1), timeout=0.005)
-            self._add_pending(messages, now)
-        return self._commit_results[0]
+    def _wait_to_commit(self, seconds: float) -> bool:
+        """Wait between commit attempts, paused and polling; False on a stop request."""
+        try:
+            self._wait(seconds, revocable=False)
+        except _Abandon:
+            return False
+        return True

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from clickstream.bulk import Document
 from clickstream.deadletters import DeadLetter, ErrorKind
 from clickstream.decoding import decode
-from clickstream.events import Event
 from tests.helpers import make_event, make_message
 
 KINDS = {
@@ -106,7 +105,8 @@ class TestPoison:
             assert decoded.kind in KINDS
             assert decoded.reason
         else:
-            assert isinstance(decoded, Event)
+            assert isinstance(decoded, Document)
+            assert decoded.source == value
 
     @given(st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=20))
     def test_arbitrary_objects_are_invalid_events(self, doc):
