@@ -171,7 +171,9 @@ class IndexResult:
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
     """Delay before retry `attempt` (1, 2, ...): exponential, capped, half of it jittered."""
-    ceiling = min(maximum, initial * 2 ** (attempt - 1))
+    # The exponent is capped: a retry loop outlasting a long outage counts past 1,000
+    # attempts, and 2.0 ** 1024 does not fit a float.
+    ceiling = min(maximum, initial * 2.0 ** min(attempt - 1, 64))
     return rng.uniform(ceiling / 2, ceiling)
 
 
