@@ -20,7 +20,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from clickstream import producer, stack
+from clickstream import producer, stack, status
 from clickstream.events import Event
 from clickstream.settings import Settings, StackSettings
 from clickstream.simulation import SimulationConfig, Simulator
@@ -230,6 +230,12 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:g}s")
         time.sleep(every)
+
+
+def group_lag(settings: Settings) -> int:
+    """How many messages of the events topic the group has not committed yet."""
+    parts = status.offsets(settings.kafka, settings.kafka.topic, settings.kafka.group_id)
+    return sum(p.lag for p in parts)
 
 
 def doc_count(client: OpenSearch, prefix: str) -> int:
