@@ -7,11 +7,15 @@ directory) unless `--bootstrap` and `--opensearch` name running ones, then measu
 
 (a) the ceiling: the same documents sent straight to `_bulk`, no Kafka: request bodies built
     before the clock starts, raw keep-alive HTTP connections, as many requests in flight as
-    the consumer has workers;
+    the consumer has workers and one more; measured before and after (b), the best counts;
 (b) `clickstream consume`, the installed command, from the topic, in its own process:
     throughput (as a fraction of the ceiling), its CPU seconds per 100,000 events (of the
     whole process, and without the fixed cost of starting, measured by a run over an empty
     topic), its peak memory (RSS);
+    The same once more with `consumer.commit_interval` at an hour (offsets committed at
+    the end only), and the local servers' CPU during each run: what the broker spends
+    on offset commits while a backlog is read is taken from the two CPUs the search
+    server shares with it;
 (c) latency: events produced at a steady rate while a consumer runs; for a sample of them,
     the time from being produced to being found by a search, p50 and p99.
 
@@ -34,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,7 @@ from clickstream.simulation import SimulationConfig, Simulator
 CLI = str(Path(sys.executable).parent / "clickstream")
 START = "2026-03-01T08:00:00+00:00"
 BATCH = 2000
+_COMMIT_ENV = "CLICKSTREAM_CONSUMER__COMMIT_INTERVAL"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -91,15 +97,19 @@ def _delete(settings: Settings, prefix: str) -> None:
     )
 
 
-def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], connections: int) -> float:
-    """Events per second straight into `_bulk`: bodies pre-built, keep-alive connections."""
-    prefix = f"{settings.opensearch.index_prefix}-ceiling"
+def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], in_flight: int) -> float:
+    """Events per second straight into `_bulk`: bodies pre-built, keep-alive connections,
+    `in_flight` requests at a time; measured as consume is, between the first and the last
+    response (no connection set-up, no index creation in the figure)."""
+    prefix = f"{settings.opensearch.index_prefix}-ceiling-{uuid.uuid4().hex[:6]}"
     opensearch.ensure_template(opensearch.make_client(settings.opensearch), prefix)
     bodies = [bulk.build_bulk_body(docs[i : i + BATCH], prefix) for i in range(0, len(docs), BATCH)]
     url = urlsplit(settings.opensearch.url)
     local = threading.local()
+    answered: list[tuple[float, int]] = []
 
-    def send(body: bytes) -> None:
+    def send(size_and_body: tuple[int, bytes]) -> None:
+        size, body = size_and_body
         conn = getattr(local, "conn", None)
         if conn is None:
             conn = local.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
@@ -113,13 +123,21 @@ def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], connections: in
         answer = response.read()
         assert response.status == 200, answer[:300]
         assert b'"errors":false' in answer, answer[:300]
+        answered.append((time.perf_counter(), size))
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(send, bodies))
-    seconds = time.perf_counter() - started
+    sizes = [min(BATCH, len(docs) - i) for i in range(0, len(docs), BATCH)]
+    with ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(send, zip(sizes, bodies, strict=True)))
     _delete(settings, prefix)
-    return len(docs) / seconds
+    answered.sort()
+    first, last = answered[0][0], answered[-1][0]
+    return sum(n for _, n in answered[1:]) / max(last - first, 1e-9)
+
+
+def best_ceiling(settings: Settings, docs: list[tuple[Event, bytes]], workers: int) -> float:
+    """The best of the ceiling with as many requests in flight as consume has workers and
+    with one more: the fastest the server indexes these documents, right now."""
+    return max(ceiling(settings, docs, n) for n in (workers, workers + 1))
 
 
 def _env(settings: Settings, group: str) -> dict[str, str]:
@@ -160,7 +178,9 @@ print(json.dumps({"code": code, "cpu": usage.ru_utime + usage.ru_stime, "rss": u
 """
 
 
-def _run_consume(settings: Settings, workers: int) -> tuple[str, dict[str, Any], float]:
+def _run_consume(
+    settings: Settings, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any], float]:
     """`clickstream consume --until-idle 2` over the topic: its log, resource usage and
     wall time."""
     args = [sys.executable, "-c", RUNNER, CLI, "consume", "--until-idle", "2"]
@@ -170,7 +190,7 @@ def _run_consume(settings: Settings, workers: int) -> tuple[str, dict[str, Any],
     started = time.perf_counter()
     done = subprocess.run(
         args,
-        env=_env(settings, f"bench-{uuid.uuid4().hex}"),
+        env=_env(settings, f"bench-{uuid.uuid4().hex}") | (extra_env or {}),
         capture_output=True,
         text=True,
         check=False,
@@ -183,12 +203,56 @@ def _run_consume(settings: Settings, workers: int) -> tuple[str, dict[str, Any],
     return done.stderr, usage, wall
 
 
-def consume(settings: Settings, count: int, workers: int, fixed_cpu: float) -> dict[str, Any]:
-    """Run `clickstream consume` over the topic; its steady throughput, CPU and memory.
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds that process `pid` has used so far (Linux), else None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Servers:
+    """The CPU the local broker and search server use during a run (None if not local)."""
+
+    def __init__(self, local: StackSettings | None) -> None:
+        running = stack.status(local) if local is not None else None
+        self.kafka = running.kafka.pid if running else None
+        self.opensearch = running.opensearch.pid if running else None
+
+    def used(self) -> Callable[[], dict[str, float | None]]:
+        """Start counting; the returned function says how much each has used since."""
+        before = (_cpu_seconds(self.kafka), _cpu_seconds(self.opensearch))
+
+        def since() -> dict[str, float | None]:
+            after = (_cpu_seconds(self.kafka), _cpu_seconds(self.opensearch))
+            kafka, search = (
+                None if a is None or b is None else round(a - b, 2)
+                for a, b in zip(after, before, strict=True)
+            )
+            return {"broker_cpu_seconds": kafka, "search_server_cpu_seconds": search}
+
+        return since
+
+
+def consume(
+    settings: Settings,
+    count: int,
+    workers: int,
+    fixed_cpu: float,
+    servers: Servers,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run `clickstream consume` over the topic; its steady throughput, CPU and memory,
+    and what the servers used meanwhile.
 
     `fixed_cpu` is what a run over an empty topic costs (starting, joining the group, the
     idle wait at the end); the CPU per event leaves it out."""
-    log, usage, wall = _run_consume(settings, workers)
+    since = servers.used()
+    log, usage, wall = _run_consume(settings, workers, extra_env)
+    used = since()
     batches = _batch_times(log)
     assert sum(n for _, n in batches) >= count, "not everything was consumed"
     first, last = batches[0][0], batches[-1][0]
@@ -201,6 +265,7 @@ def consume(settings: Settings, count: int, workers: int, fixed_cpu: float) -> d
         "cpu_seconds_per_100k": cpu * 100_000 / count,
         "cpu_seconds_per_100k_after_start": (cpu - fixed_cpu) * 100_000 / count,
         "peak_rss_mb": usage["rss"] / 1024,
+        **used,
     }
 
 
@@ -314,15 +379,29 @@ def main() -> None:
             pipeline.setup(settings)
             docs = [(e, e.to_json()) for e in _events(options.events, seed=7)]
             _produce(settings, docs)
-            top = ceiling(settings, docs, options.workers)
-            print(f"ceiling: {top:,.0f} events/s", file=sys.stderr)
+            before = best_ceiling(settings, docs, options.workers)
+            print(f"ceiling: {before:,.0f} events/s", file=sys.stderr)
             # Topics of their own: an empty one, and one the latency consumer reads from
             # its beginning.
             empty, live = (_other_topic(settings, f"{name}-{what}") for what in ("empty", "live"))
             pipeline.setup(empty)
             fixed = fixed_cost(empty, options.workers)
-            ours = consume(settings, len(docs), options.workers, fixed)
+            servers = Servers(local)
+            ours = consume(settings, len(docs), options.workers, fixed, servers)
             print(f"consume: {ours}", file=sys.stderr)
+            _delete(settings, settings.opensearch.index_prefix)
+            # Once more after consume: the server at its best, the broker idle by now.
+            since = servers.used()
+            after = best_ceiling(settings, docs, options.workers)
+            ceiling_used = since()
+            print(f"ceiling after consume: {after:,.0f} events/s", file=sys.stderr)
+            top = max(before, after)
+            # And consume committing only at its end: what the broker's offset commits
+            # (every `commit_interval` while a backlog is read) cost the run.
+            rare = consume(
+                settings, len(docs), options.workers, fixed, servers, {_COMMIT_ENV: "3600"}
+            )
+            print(f"consume committing at the end only: {rare}", file=sys.stderr)
             _delete(settings, settings.opensearch.index_prefix)
             pipeline.setup(live)
             late = latency(live, options.rate, options.seconds)
@@ -334,6 +413,7 @@ def main() -> None:
         "events": len(docs),
         "workers": options.workers,
         "ceiling_events_per_second": round(top),
+        "ceiling_before_and_after_consume": [round(before), round(after)],
         "consume_events_per_second": round(ours["events_per_second"]),
         "ratio_to_ceiling": round(ours["events_per_second"] / top, 3),
         "consume_cpu_seconds": round(ours["cpu_seconds"], 2),
@@ -343,6 +423,16 @@ def main() -> None:
             ours["cpu_seconds_per_100k_after_start"], 2
         ),
         "consume_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "broker_cpu_seconds_during_consume": ours["broker_cpu_seconds"],
+        "search_server_cpu_seconds_during_consume": ours["search_server_cpu_seconds"],
+        "search_server_cpu_seconds_during_ceilings_after": ceiling_used[
+            "search_server_cpu_seconds"
+        ],
+        "committing_at_the_end_only": {
+            "consume_events_per_second": round(rare["events_per_second"]),
+            "ratio_to_ceiling": round(rare["events_per_second"] / top, 3),
+            "broker_cpu_seconds_during_consume": rare["broker_cpu_seconds"],
+        },
         "latency_rate_events_per_second": round(late["rate"]),
         "latency_samples": late["samples"],
         "latency_p50_ms": round(late["p50_ms"]),
