@@ -112,7 +112,9 @@ def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], in_flight: int)
         size, body = size_and_body
         conn = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+            conn = local.conn = http.client.HTTPConnection(
+                url.hostname or "", url.port, timeout=120
+            )
         conn.request(
             "POST",
             "/_bulk?filter_path=errors",
