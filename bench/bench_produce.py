@@ -128,8 +128,11 @@ def ceiling(
 #: starts the measured one: on Linux a process started with vfork (as subprocess does)
 #: inherits its parent's peak RSS through exec, so `clickstream` started from this big
 #: process would report ours.
+#: With `BENCH_ONE_CPU` set, it pins itself, and so the command with all its threads, to one CPU.
 RUNNER = """
 import json, os, subprocess, sys
+if os.environ.pop("BENCH_ONE_CPU", None):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(proc.pid, 0)
 print(json.dumps({"code": os.waitstatus_to_exitcode(status), "cpu": usage.ru_utime
@@ -206,6 +209,10 @@ def main() -> None:
             topics.append(new_topic(admin))
             large = [*common, "--count", str(options.count), "--topic", topics[-1]]
             results["b_produce"] = child(large, env)
+            if hasattr(os, "sched_setaffinity"):  # Linux: the same on one CPU
+                topics.append(new_topic(admin))
+                pinned = [*common, "--count", str(options.count), "--topic", topics[-1]]
+                results["b_produce_one_cpu"] = child(pinned, env | {"BENCH_ONE_CPU": "1"})
             topics.append(new_topic(admin))
             small = [*common, "--count", str(options.small_count), "--topic", topics[-1]]
             results["b_produce_small"] = child(small, env)
@@ -236,6 +243,11 @@ def markdown(r: dict[str, Any], options: argparse.Namespace) -> str:
     rows = [
         ("(a) ceiling: pre-serialized, bare confluent-kafka loop", a),
         (f"(b) {produce} --rate 0 --count {b['events']:,}", b),
+    ]
+    if "b_produce_one_cpu" in r:
+        one = r["b_produce_one_cpu"]
+        rows.append((f"(b) {produce} --rate 0 --count {one['events']:,}, on one CPU", one))
+    rows += [
         (f"(b) {produce} --rate 0 --count {small['events']:,}", small),
         (f"{produce} --dry-run --count {dry['events']:,} > /dev/null", dry),
     ]
