@@ -103,7 +103,8 @@ def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], in_flight: int)
     response (no connection set-up, no index creation in the figure)."""
     prefix = f"{settings.opensearch.index_prefix}-ceiling-{uuid.uuid4().hex[:6]}"
     opensearch.ensure_template(opensearch.make_client(settings.opensearch), prefix)
-    bodies = [bulk.build_bulk_body(docs[i : i + BATCH], prefix) for i in range(0, len(docs), BATCH)]
+    batches = [docs[i : i + BATCH] for i in range(0, len(docs), BATCH)]
+    bodies = [(len(batch), bulk.build_bulk_body(batch, prefix)) for batch in batches]
     url = urlsplit(settings.opensearch.url)
     local = threading.local()
     answered: list[tuple[float, int]] = []
@@ -127,13 +128,17 @@ def ceiling(settings: Settings, docs: list[tuple[Event, bytes]], in_flight: int)
         assert b'"errors":false' in answer, answer[:300]
         answered.append((time.perf_counter(), size))
 
-    sizes = [min(BATCH, len(docs) - i) for i in range(0, len(docs), BATCH)]
     with ThreadPoolExecutor(in_flight) as pool:
-        list(pool.map(send, zip(sizes, bodies, strict=True)))
+        list(pool.map(send, bodies))
     _delete(settings, prefix)
-    answered.sort()
-    first, last = answered[0][0], answered[-1][0]
-    return sum(n for _, n in answered[1:]) / max(last - first, 1e-9)
+    return _steady_rate(sorted(answered))
+
+
+def _steady_rate(done: list[tuple[float, int]]) -> float:
+    """Events per second between the first and the last of `done` (when, how many), in
+    order: what came after the first, over the time since it."""
+    first, last = done[0][0], done[-1][0]
+    return sum(n for _, n in done[1:]) / max(last - first, 1e-9)
 
 
 def best_ceiling(settings: Settings, docs: list[tuple[Event, bytes]], workers: int) -> float:
@@ -257,8 +262,7 @@ def consume(
     used = since()
     batches = _batch_times(log)
     assert sum(n for _, n in batches) >= count, "not everything was consumed"
-    first, last = batches[0][0], batches[-1][0]
-    steady = sum(n for _, n in batches[1:]) / max(last - first, 1e-9)
+    steady = _steady_rate(batches)
     cpu = float(usage["cpu"])
     return {
         "events_per_second": steady,
