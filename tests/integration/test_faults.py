@@ -82,7 +82,10 @@ class TestSigkill:
             mid_run += before < after < len(produced)
             if after == len(produced):
                 break
-        assert mid_run >= KILLS - 1, "the kills should land while events are being indexed"
+        # Every kill but the last lands while events are being indexed (the last may come
+        # once all are); a fast machine indexes everything before all KILLS are made.
+        assert mid_run >= kills - 1, "the kills should land while events are being indexed"
+        assert kills >= KILLS // 2, f"only {kills} kills before everything was indexed"
         with running([*args, "--until-idle", "5"], env, tmp_path) as last:
             assert last.wait(timeout=CATCH_UP) == 0, last.stderr()[-2000:]
         assert doc_count(opensearch_client, prefix) == len(produced)
