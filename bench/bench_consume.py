@@ -46,10 +46,14 @@ from urllib.parse import urlsplit
 
 from confluent_kafka import Producer
 
-from clickstream import bulk, opensearch, pipeline, stack
+from clickstream.cli import jobs
 from clickstream.events import Event
 from clickstream.settings import KafkaSettings, OpenSearchSettings, Settings, StackSettings
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
+from clickstream.sinks.opensearch import bulk
+from clickstream.sinks.opensearch import client as opensearch
+from clickstream.stack import local as stack
 
 CLI = str(Path(sys.executable).parent / "clickstream")
 START = "2026-03-01T08:00:00+00:00"
@@ -382,7 +386,7 @@ def main() -> None:
             opensearch=OpenSearchSettings(url=url, index_prefix=name),
         )
         try:
-            pipeline.setup(settings)
+            jobs.setup(settings)
             docs = [(e, e.to_json()) for e in _events(options.events, seed=7)]
             _produce(settings, docs)
             before = best_ceiling(settings, docs, options.workers)
@@ -390,7 +394,7 @@ def main() -> None:
             # Topics of their own: an empty one, and one the latency consumer reads from
             # its beginning.
             empty, live = (_other_topic(settings, f"{name}-{what}") for what in ("empty", "live"))
-            pipeline.setup(empty)
+            jobs.setup(empty)
             fixed = fixed_cost(empty, options.workers)
             servers = Servers(local)
             ours = consume(settings, len(docs), options.workers, fixed, servers)
@@ -409,7 +413,7 @@ def main() -> None:
             )
             print(f"consume committing at the end only: {rare}", file=sys.stderr)
             _delete(settings, settings.opensearch.index_prefix)
-            pipeline.setup(live)
+            jobs.setup(live)
             late = latency(live, options.rate, options.seconds)
         finally:
             _delete(settings, settings.opensearch.index_prefix)

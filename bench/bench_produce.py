@@ -44,10 +44,11 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clickstream import stack
-from clickstream.producer import producer_config
+from clickstream.produce.publish import producer_config
 from clickstream.settings import KafkaSettings
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
+from clickstream.stack import local as stack
 
 SUMMARY = re.compile(r"produced ([\d,]+) events .*?: ([\d,]+) delivered, ([\d,]+) failed in "
                      r"([\d.]+)s \(([\d,]+) events/s\)")  # fmt: skip

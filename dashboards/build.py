@@ -1,4 +1,4 @@
-"""Writes dashboards/clickstream.ndjson: the OpenSearch Dashboards saved objects.
+"""Writes clickstream/dashboards/clickstream.ndjson: the OpenSearch Dashboards saved objects.
 
 The committed ndjson is what `clickstream dashboards import` and `render` read; this script
 only keeps it reproducible (`python dashboards/build.py` rewrites it, `--check` compares).
@@ -17,9 +17,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clickstream.opensearch import index_template
+from clickstream.sinks.opensearch.client import index_template
 
-OUT = Path(__file__).resolve().parent / "clickstream.ndjson"
+OUT = Path(__file__).resolve().parent.parent / "clickstream" / "dashboards" / "clickstream.ndjson"
 PREFIX = "clickstream-events"
 PATTERN_ID = "clickstream-events"
 #: The version of OpenSearch Dashboards recorded in each dashboard panel.

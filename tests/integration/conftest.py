@@ -18,9 +18,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from opensearchpy import OpenSearch
 
-from clickstream import stack
 from clickstream.errors import StackError
 from clickstream.settings import KafkaSettings, OpenSearchSettings, Settings, StackSettings
+from clickstream.stack import local as stack
 from tests.helpers import port_below_ephemeral_range
 
 HERE = Path(__file__).parent

@@ -20,10 +20,13 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from clickstream import producer, stack, status
+from clickstream.consume import status
 from clickstream.events import Event
+from clickstream.produce import publish
 from clickstream.settings import Settings, StackSettings
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
+from clickstream.stack import local as stack
 from tests.helpers import port_below_ephemeral_range
 
 CLI = str(Path(sys.executable).parent / "clickstream")
@@ -140,9 +143,9 @@ def produce_events(settings: Settings, count: int, seed: int = 1) -> set[str]:
     """Publish `count` simulated events to the settings' topic; return their event ids."""
     config = SimulationConfig(users=500, seed=seed, start=START)
     events: list[Event] = list(itertools.islice(Simulator(config), count))
-    stats = producer.ProduceStats()
-    sink = producer.KafkaSink(settings.kafka, settings.kafka.topic, stats)
-    producer.run(events, sink, stats)
+    stats = publish.ProduceStats()
+    sink = publish.KafkaSink(settings.kafka, settings.kafka.topic, stats)
+    publish.run(events, sink, stats)
     assert stats.delivered == count, stats
     return {str(event.event_id) for event in events}
 

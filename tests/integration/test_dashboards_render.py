@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from clickstream import bulk, charts, opensearch, pipeline, producer
-from clickstream.consumer import EventConsumer
+from clickstream.cli import jobs
+from clickstream.consume.loop import EventConsumer
+from clickstream.dashboards import charts
 from clickstream.events import Event
+from clickstream.produce import publish
 from clickstream.settings import Settings
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
+from clickstream.sinks.opensearch import bulk
+from clickstream.sinks.opensearch import client as opensearch
 from tests.fake_dashboards import serve_fake_dashboards
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -32,10 +37,10 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _fill(settings: Settings, seed: int) -> list[Event]:
     """Produce COUNT simulated events to Kafka and consume them into OpenSearch."""
-    pipeline.setup(settings)
+    jobs.setup(settings)
     events = list(islice(Simulator(SimulationConfig(users=250, seed=seed, start=START)), COUNT))
-    stats = producer.ProduceStats()
-    producer.run(events, producer.KafkaSink(settings.kafka, settings.kafka.topic, stats), stats)
+    stats = publish.ProduceStats()
+    publish.run(events, publish.KafkaSink(settings.kafka, settings.kafka.topic, stats), stats)
     assert stats.delivered == COUNT
     client = opensearch.make_client(settings.opensearch)
     indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
@@ -189,7 +194,7 @@ class TestSetupImportsDashboards:
         with serve_fake_dashboards() as fake:
             fake.answer = {"success": True, "successCount": 10}
             settings = make_settings(dashboards={"url": fake.url})
-            changes = pipeline.setup(settings)
+            changes = jobs.setup(settings)
         assert changes[-1].what == f"dashboards at {fake.url}"
         (seen,) = fake.seen
         assert seen.path == "/api/saved_objects/_import?overwrite=true"

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from clickstream import pipeline, status
+from clickstream.cli import jobs
+from clickstream.consume import status
 from tests.integration.faults import (
     FAST_GROUP,
     Broker,
@@ -54,7 +55,7 @@ class TestSigkill:
         """50,000 events, the consumer SIGKILLed at random points and restarted each time:
         the index ends with exactly the 50,000 events and the group has no lag."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce_events(settings, 50_000, seed=11)
         env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=static_member("indexer-0"))
         prefix = settings.opensearch.index_prefix
@@ -99,7 +100,7 @@ class TestOpenSearchOutage:
         """With every connection to OpenSearch cut for 20s the consumer stays up, indexes
         nothing, says so once, and after the cut finishes with exactly the produced events."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce_events(settings, 12_000, seed=12)
         host, port = settings.opensearch.url.removeprefix("http://").rsplit(":", 1)
         proxy = FaultyProxy(host, int(port))
@@ -147,7 +148,7 @@ class TestBrokerOutage:
         broker.start()
         try:
             settings = make_settings(kafka={"bootstrap_servers": broker.address})
-            pipeline.setup(settings)
+            jobs.setup(settings)
             produced = produce_events(settings, 10_000, seed=13)
             env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
             prefix = settings.opensearch.index_prefix
@@ -184,7 +185,7 @@ class TestRebalance:
         """A second consumer joins mid-run (a rebalance), then the first one is stopped
         (another): the index ends with exactly the produced events."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce_events(settings, 12_000, seed=14)
         env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
         prefix = settings.opensearch.index_prefix
@@ -219,7 +220,7 @@ class TestWorkers:
         """Two worker processes share the partitions, index exactly the produced events,
         and one SIGTERM to the command stops both cleanly."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce_events(settings, 6_000, seed=15)
         prefix = settings.opensearch.index_prefix
         env = env_for(settings)

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
-from clickstream.bulk import BulkIndexer
 from clickstream.events import Event, EventType
-from clickstream.opensearch import count, ensure_template, make_client, summary
 from clickstream.settings import ConsumerSettings, OpenSearchSettings
+from clickstream.sinks.opensearch.bulk import BulkIndexer
+from clickstream.sinks.opensearch.client import count, ensure_template, make_client, summary
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.integration

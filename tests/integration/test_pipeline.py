@@ -17,10 +17,15 @@ from confluent_kafka import Consumer, Producer
 from opensearchpy import OpenSearch
 from opensearchpy.helpers import scan
 
-from clickstream import bulk, opensearch, pipeline, producer, status
-from clickstream.consumer import ConsumeStats, EventConsumer
+from clickstream.cli import jobs
+from clickstream.consume import status
+from clickstream.consume.loop import ConsumeStats, EventConsumer
+from clickstream.produce import publish
 from clickstream.settings import Settings
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
+from clickstream.sinks.opensearch import bulk
+from clickstream.sinks.opensearch import client as opensearch
 from tests.helpers import make_event
 
 START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
@@ -30,9 +35,9 @@ def produce(settings: Settings, count: int, seed: int = 1) -> set[str]:
     """Publish `count` simulated events; return their event ids."""
     config = SimulationConfig(users=300, seed=seed, start=START)
     events = list(islice(Simulator(config), count))
-    stats = producer.ProduceStats()
-    sink = producer.KafkaSink(settings.kafka, settings.kafka.topic, stats)
-    producer.run(events, sink, stats)
+    stats = publish.ProduceStats()
+    sink = publish.KafkaSink(settings.kafka, settings.kafka.topic, stats)
+    publish.run(events, sink, stats)
     assert stats.delivered == count
     assert stats.failed == 0
     return {str(event.event_id) for event in events}
@@ -77,7 +82,7 @@ class TestExactlyOnceInTheIndex:
     def test_ten_thousand_events_indexed_once(self, settings, opensearch_client, make_settings):
         """10,000 produced events become exactly 10,000 documents whose ids are the event ids;
         consuming everything again in a new group leaves the index unchanged."""
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce(settings, 10_000)
         assert len(produced) == 10_000
 
@@ -95,7 +100,7 @@ class TestExactlyOnceInTheIndex:
     def test_resume_from_committed_offsets(self, make_settings, opensearch_client):
         """A consumer stopped half-way and restarted in its group reads only the rest."""
         settings = make_settings(consumer={"batch_size": 500})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce(settings, 10_000, seed=2)
         stop = threading.Event()
 
@@ -119,7 +124,7 @@ class TestDeadLetters:
     def test_bad_messages_dead_lettered_good_ones_indexed(self, settings, opensearch_client):
         """A malformed and a schema-violating message land in the DLQ with their reasons and
         source; every valid message is indexed; the offsets move past all of them."""
-        pipeline.setup(settings)
+        jobs.setup(settings)
         good = [make_event(user_id=f"user-{i:06d}") for i in range(20)]
         wrong_schema = orjson.loads(good[0].to_json())
         wrong_schema.update(event_id=str(uuid.uuid4()), event_type="teleport")
@@ -150,7 +155,7 @@ class TestDeadLetters:
 
     def test_rejected_by_mapping_is_dead_lettered(self, settings, opensearch_client):
         """A document OpenSearch rejects is dead-lettered with OpenSearch's reason."""
-        pipeline.setup(settings)
+        jobs.setup(settings)
         # Make the daily index's mapping disagree with the events: article_id as a long.
         event = make_event()
         index = bulk.index_name(settings.opensearch.index_prefix, event)
@@ -226,7 +231,7 @@ class TestQuietTopic:
         """A consumer started on an empty topic rests its partitions (the local broker
         answers empty fetches at once; without rests librdkafka fetches in a loop and burns
         a core); events that come after several rests are all indexed, within seconds."""
-        pipeline.setup(settings)
+        jobs.setup(settings)
         client = opensearch.make_client(settings.opensearch)
         indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
         consumer = EventConsumer(settings, indexer)
@@ -270,7 +275,7 @@ class TestBacklog:
         does not keep fetching at the partitions' ends (the local broker answers an empty
         fetch at once, so a fetcher that asks again burns a core)."""
         settings = make_settings(consumer={"batch_size": 400})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produced = produce(settings, 2400, seed=5)
         consumer = EventConsumer(settings, _SlowIndexer(settings, 0.7))
         started = time.monotonic()
@@ -302,7 +307,7 @@ class TestCommits:
         """Reading a backlog, the consumer does not commit after every batch (the interval
         has not passed); once it has caught up and stops, everything is committed."""
         settings = make_settings(consumer={"batch_size": 100, "commit_interval": 3600})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produce(settings, 3000, seed=6)
         stats, consumed, committed = self._run(settings, check_at=10)
         assert consumed == 1000
@@ -312,7 +317,7 @@ class TestCommits:
     def test_with_no_interval_every_batch_is_committed(self, make_settings):
         """`commit_interval = 0` commits each batch before the next one starts."""
         settings = make_settings(consumer={"batch_size": 100, "commit_interval": 0})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produce(settings, 1500, seed=7)
         stats, consumed, committed = self._run(settings, check_at=10)
         assert consumed == committed == 1000

@@ -10,7 +10,8 @@ from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clickstream import pipeline, status
+from clickstream.cli import jobs
+from clickstream.consume import status
 from tests.helpers import make_event
 from tests.integration.test_pipeline import consume
 
@@ -46,7 +47,7 @@ class TestPoisonMessages:
     def test_arbitrary_bytes_are_all_accounted_for(self, make_settings, values):
         """consumed == sent == indexed + dead-lettered, and the DLQ holds the rest."""
         settings = make_settings(kafka={"group_id": f"poison-{uuid.uuid4().hex}"})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         before = _dead_letters(settings)
         raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
         for value in values:

@@ -1,4 +1,4 @@
-"""`clickstream.stack` against the real emulators, on a state dir and ports of its own."""
+"""`clickstream.stack.local` against the real emulators, on a state dir and ports of its own."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import NoReturn
 
 import pytest
 
-from clickstream import stack
 from clickstream.errors import StackError
 from clickstream.settings import StackSettings
+from clickstream.stack import local as stack
 
 
 @pytest.fixture

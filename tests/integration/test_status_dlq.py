@@ -10,8 +10,10 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from clickstream import bulk, opensearch, pipeline
-from clickstream.consumer import ConsumeStats, EventConsumer
+from clickstream.cli import jobs
+from clickstream.consume.loop import ConsumeStats, EventConsumer
+from clickstream.sinks.opensearch import bulk
+from clickstream.sinks.opensearch import client as opensearch
 from tests.helpers import make_event
 from tests.integration.faults import CLI, doc_count, env_for, produce_events
 from tests.integration.test_pipeline import consume, read_all
@@ -32,7 +34,7 @@ class TestStatus:
         """After a partial consume: committed + lag = end per partition, the index holds
         what was consumed, and the DLQ count is right; `--json` and the table agree."""
         settings = make_settings(consumer={"batch_size": 100})
-        pipeline.setup(settings)
+        jobs.setup(settings)
         produce_events(settings, 1000, seed=21)
         raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
         raw.produce(settings.kafka.topic, b"not json", b"key")
@@ -76,7 +78,7 @@ class TestDlqReplay:
         wrong dead-letters them once more (keeping their original source) and ends; after
         the fix a replay indexes exactly them; a third replay finds nothing to do."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         prefix = settings.opensearch.index_prefix
         bad_day = make_event()
         index = bulk.index_name(prefix, bad_day)
@@ -117,7 +119,7 @@ class TestDlqReplay:
         """`--group` names the replay's own group: a new group replays the whole DLQ, which
         by then also holds the previous replay's dead letters."""
         settings = make_settings()
-        pipeline.setup(settings)
+        jobs.setup(settings)
         raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
         for value in (b"\xff\xfe", b"[]", b"{"):
             raw.produce(settings.kafka.topic, value, b"key")

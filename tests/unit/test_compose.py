@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from clickstream.dashboards import saved_objects
 from clickstream.settings import KafkaSettings, OpenSearchSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ class TestCompose:
     def test_saved_objects_name_the_dashboards_version(self, compose):
         """The dashboard's panels record the Dashboards version the compose file runs."""
         version = compose["services"]["dashboards"]["image"].split(":")[1]
-        ndjson = (ROOT / "dashboards" / "clickstream.ndjson").read_text(encoding="utf-8")
+        ndjson = saved_objects.DEFAULT_FILE.read_text(encoding="utf-8")
         board = json.loads(ndjson.splitlines()[-1])
         panels = json.loads(board["attributes"]["panelsJSON"])
         assert {p["version"] for p in panels} == {version}

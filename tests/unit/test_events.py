@@ -21,7 +21,8 @@ from clickstream.events import (
     format_timestamp,
     json_schema,
 )
-from clickstream.simulation import SimulationConfig, Simulator
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
 from tests.helpers import make_event
 
 

@@ -1,0 +1,71 @@
+"""Outages of the services the consumer depends on, said without flooding the log.
+
+While OpenSearch or the broker stays away, the consumer retries for as long as it takes;
+an `Outage` turns those repeated failures into one line when the outage starts, a reminder
+now and then, and one line when the service is back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clickstream import logs
+from clickstream.deadletters.letter import MAX_REASON
+
+# Outages are the consumer's to report: their lines keep the consumer's component name.
+log = logs.get("consumer")
+
+#: While a service stays unavailable, how often the consumer says so again.
+OUTAGE_LOG_EVERY = 30.0
+
+
+class Outage:
+    """A service that stopped answering: said once when it starts, then every `every` seconds,
+    and once more when it is back."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        every: float = OUTAGE_LOG_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.every = every
+        self.since: float | None = None
+        self.count = 0
+        self._clock = clock
+        self._said = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def failed(self, problem: str, **context: Any) -> None:
+        """The service failed again; log it if this starts an outage or it is time to remind."""
+        now = self._clock()
+        if self.since is None:
+            self.since = self._said = now
+            self.count += 1
+            log.error(
+                f"{self.service} unavailable; consumption paused until it is back",
+                problem=problem[:MAX_REASON],
+                **context,
+            )
+        elif now - self._said >= self.every:
+            self._said = now
+            log.warning(
+                f"{self.service} still unavailable",
+                seconds=round(now - self.since),
+                problem=problem[:MAX_REASON],
+                **context,
+            )
+
+    def recovered(self) -> None:
+        """The service answered: end the outage, if there was one."""
+        if self.since is not None:
+            seconds = self._clock() - self.since
+            self.since = None
+            log.warning(f"{self.service} is back; resuming", outage_seconds=round(seconds, 1))
