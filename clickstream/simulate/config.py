@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from clickstream.events import EARLIEST
+
 
 class Clock(Protocol):
     """Where real-time mode reads the time of each event."""
@@ -81,5 +83,10 @@ class SimulationConfig:
         for moment in (self.start, self.end):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError("start and end must carry a time zone (use UTC)")
+        if self.start is not None and self.start < EARLIEST:
+            raise ValueError(
+                f"start {self.start.isoformat()} is before {EARLIEST.year}: consume refuses "
+                "events that old"
+            )
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError("end must be after start")

@@ -59,6 +59,15 @@ class Simulator:
             self.end = min(config.end, now) if config.end is not None else now
             if self.end <= self.start:
                 raise ValueError(f"start {self.start.isoformat()} is not before now (or end)")
+        #: What event and session ids are drawn from. A backfill's events are a function of
+        #: the seed and start, so its ids are too: replaying it rewrites the same documents.
+        #: Events stamped in real time differ from run to run, so each run draws ids of its
+        #: own, even with the same seed: another run's events never overwrite them.
+        self.id_seed = (
+            f"{self.seed}"
+            if self.clock is None
+            else f"{self.seed}-run-{random.SystemRandom().getrandbits(64):016x}"
+        )
         rng = random.Random(f"clickstream-comments-{self.seed}")
         fake = Faker("en_US")
         fake.seed_instance(rng.getrandbits(64))

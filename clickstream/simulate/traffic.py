@@ -138,6 +138,7 @@ class Plan(Protocol):
 
     config: SimulationConfig
     seed: int
+    id_seed: str
     comments: list[bytes]
     clock: Clock | None
     start: dt.datetime
@@ -154,10 +155,12 @@ class Run:
         # bound once: binding a method of a Random costs more than reading an attribute
         self.random, self.bits = self.rng.random, self.rng.getrandbits
         # ids have random generators of their own, drawn from in bulk
-        self.ids = uuid4_stream(random.Random(f"clickstream-event-ids-{seed}"))
+        self.ids = uuid4_stream(random.Random(f"clickstream-event-ids-{simulator.id_seed}"))
         #: Session ids, with the JSON that follows them in every event: `who` is a user's
         #: `User.who` and one of these.
-        self.session_ids = uuid4_stream(random.Random(f"clickstream-session-ids-{seed}"), b'",')
+        self.session_ids = uuid4_stream(
+            random.Random(f"clickstream-session-ids-{simulator.id_seed}"), b'",'
+        )
         self.comments = simulator.comments
         self.clock = simulator.clock
         start_ms = int(simulator.start.timestamp() * 1000)

@@ -142,12 +142,13 @@ class TestTime:
             Simulator(SimulationConfig(start=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)))
 
     def test_real_time_mode_stamps_events_with_the_clock(self):
-        """With a clock, each event has the clock's time, and the actions keep simulated order."""
+        """With a clock, each event has the clock's time, and the actions keep simulated order
+        (with ids of the run's own: see TestEventIds)."""
         clock = FakeClock(dt.datetime(2025, 5, 5, 12, tzinfo=dt.UTC))
         live = list(islice(Simulator(SimulationConfig(seed=9, start=START), clock), 500))
         assert [e.timestamp for e in live] == clock.readings
         simulated = take(500, seed=9)
-        strip = {"timestamp"}
+        strip = {"timestamp", "event_id", "session_id"}
         assert [e.model_dump(exclude=strip) for e in live] == [
             e.model_dump(exclude=strip) for e in simulated
         ]
@@ -238,6 +239,39 @@ class TestDeterminism:
         assert list(islice(drawn.messages(), 300)) == list(islice(replay.messages(), 300))
 
 
+class TestEventIds:
+    """An event id names one event: never reused for another across runs."""
+
+    @staticmethod
+    def ids(simulator: Simulator, count: int) -> list[str]:
+        return [
+            orjson.loads(value)["event_id"] for _key, value in islice(simulator.messages(), count)
+        ]
+
+    def test_real_time_runs_with_one_seed_draw_their_own_ids(self):
+        """Two real-time runs with the same seed share no event id and no session id."""
+        first = Simulator(
+            SimulationConfig(seed=7), FakeClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        )
+        second = Simulator(
+            SimulationConfig(seed=7), FakeClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        )
+        one = [orjson.loads(v) for _k, v in islice(first.messages(), 5000)]
+        two = [orjson.loads(v) for _k, v in islice(second.messages(), 5000)]
+        assert not {e["event_id"] for e in one} & {e["event_id"] for e in two}
+        assert not {e["session_id"] for e in one} & {e["session_id"] for e in two}
+
+    def test_a_backfill_keeps_its_ids(self):
+        """A seeded backfill draws the same ids every time, so a replay overwrites itself."""
+        config = SimulationConfig(seed=7, start=START)
+        assert self.ids(Simulator(config), 5000) == self.ids(Simulator(config), 5000)
+
+    def test_ids_are_unique_within_a_run(self):
+        """No id repeats inside one run."""
+        drawn = self.ids(Simulator(SimulationConfig(seed=3, start=START)), 50_000)
+        assert len(set(drawn)) == len(drawn)
+
+
 class TestConfiguration:
     """Knobs are checked, and scenarios are presets of them."""
 
@@ -258,6 +292,12 @@ class TestConfiguration:
         """Out-of-range knobs raise ValueError with a message."""
         with pytest.raises(ValueError, match=r"\w"):
             SimulationConfig(**knobs)
+
+    def test_a_start_before_2000_is_refused(self):
+        """A backfill cannot start before 2000: consume would dead-letter every such event."""
+        with pytest.raises(ValueError, match="before 2000"):
+            SimulationConfig(start=dt.datetime(1999, 12, 31, 23, tzinfo=dt.UTC))
+        assert SimulationConfig(start=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).start is not None
 
     def test_scenarios_change_only_what_they_name(self):
         """A scenario keeps the defaults it does not name; explicit settings win over it."""
