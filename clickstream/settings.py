@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,39 @@ from clickstream.errors import ConfigError
 DEFAULT_CONFIG = Path("conf/clickstream.toml")
 LOCAL_OVERRIDES = "clickstream.local.toml"
 POC_OPENSEARCH_JSON = "opensearch.json"
+
+
+#: What Kafka accepts in a topic name (and at most 249 of them).
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: What OpenSearch refuses in an index name, besides upper case.
+_INDEX_FORBIDDEN = set('\\/*?"<>| ,#:')
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"{value!r} is not a Kafka topic name: use 1 to 249 of the letters a-z, A-Z, "
+            "digits, '.', '_' and '-'"
+        )
+    return value
+
+
+def _index_prefix(value: str) -> str:
+    bad = sorted({c for c in value if c in _INDEX_FORBIDDEN})
+    if (
+        not value
+        or value != value.lower()
+        or bad
+        or value[0] in "-_+."
+        # the daily indices append "-YYYY.MM.DD": 255 bytes in all at most
+        or len(value.encode()) > 255 - len("-YYYY.MM.DD")
+    ):
+        shown = f" (it has {' '.join(repr(c) for c in bad)})" if bad else ""
+        raise ValueError(
+            f"{value!r} cannot start an OpenSearch index name{shown}: use lower case, no "
+            "spaces or any of \\ / * ? \" < > | , # :, not starting with - _ + or ."
+        )
+    return value
 
 
 class _Section(BaseModel):
@@ -62,6 +96,18 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = None
     #: Extra librdkafka properties, passed through as they are.
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("topic", "dlq_topic")
+    @classmethod
+    def _legal_topic(cls, value: str) -> str:
+        return _topic_name(value)
+
+    @field_validator("group_id")
+    @classmethod
+    def _named_group(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a consumer group needs a name")
+        return value
 
     def client_config(self) -> dict[str, str]:
         """The librdkafka properties shared by producer, consumer and admin client."""
@@ -110,6 +156,11 @@ class OpenSearchSettings(_Section):
     def _has_scheme(cls, value: str) -> str:
         value = value.rstrip("/")
         return value if "://" in value else f"https://{value}"
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _legal_index_prefix(cls, value: str) -> str:
+        return _index_prefix(value)
 
     @property
     def index_pattern(self) -> str:
@@ -224,8 +275,12 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
     value is None are ignored, so unset flags leave lower layers alone.
     """
     path = config_path(config)
-    if config is not None and not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist")
+    named = config is not None or bool(os.environ.get("CLICKSTREAM_CONFIG"))
+    if named and not path.is_file():
+        source = "--config" if config is not None else "CLICKSTREAM_CONFIG"
+        raise ConfigError(
+            f"configuration file {path} (from {source}) does not exist or is not a file"
+        )
     files = [path, path.with_name(LOCAL_OVERRIDES)]
 
     class _Layered(Settings):
@@ -249,7 +304,8 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
         return _Layered(**_drop_none(overrides or {}))
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
     except (OSError, ValueError) as exc:

@@ -118,3 +118,44 @@ class TestErrors:
         conf.write_text('[kafka]\ntopik = "x"\n')
         with pytest.raises(ConfigError, match="topik"):
             load_settings(conf)
+
+    def test_missing_file_named_by_the_environment(self, conf, tmp_path, monkeypatch):
+        """CLICKSTREAM_CONFIG naming a missing file is an error, not a silent fallback."""
+        monkeypatch.setenv("CLICKSTREAM_CONFIG", str(tmp_path / "nope.toml"))
+        with pytest.raises(ConfigError, match=r"nope\.toml \(from CLICKSTREAM_CONFIG\) does not"):
+            load_settings()
+
+
+class TestNames:
+    """Topic, group and index names are checked when settings load, not when a batch fails."""
+
+    @pytest.mark.parametrize(
+        "prefix",
+        ["Click-Events", "click events", "-events", "_events", "a*b", "a#b", "", "x" * 250],
+    )
+    def test_illegal_index_prefix(self, conf, prefix):
+        """An index prefix OpenSearch would refuse is a configuration error."""
+        with pytest.raises(
+            ConfigError, match=r"opensearch\.index_prefix: .* OpenSearch index name"
+        ):
+            load_settings(conf, {"opensearch": {"index_prefix": prefix}})
+
+    @pytest.mark.parametrize("prefix", ["clickstream-events", "my.site_events-2", "a"])
+    def test_legal_index_prefix(self, conf, prefix):
+        """Lower case letters, digits, '.', '_' and '-' make a prefix."""
+        assert (
+            load_settings(conf, {"opensearch": {"index_prefix": prefix}}).opensearch.index_prefix
+            == prefix
+        )
+
+    @pytest.mark.parametrize("field", ["topic", "dlq_topic"])
+    @pytest.mark.parametrize("name", ["with space", "", "a/b", ".", "t" * 250, "émoji"])
+    def test_illegal_topic(self, conf, field, name):
+        """A topic name Kafka would refuse is a configuration error naming the setting."""
+        with pytest.raises(ConfigError, match=rf"kafka\.{field}: .* not a Kafka topic name"):
+            load_settings(conf, {"kafka": {field: name}})
+
+    def test_blank_group(self, conf):
+        """A consumer group needs a name."""
+        with pytest.raises(ConfigError, match=r"kafka\.group_id"):
+            load_settings(conf, {"kafka": {"group_id": "  "}})
