@@ -14,17 +14,28 @@ Then environment variables (`CLICKSTREAM_KAFKA__BOOTSTRAP_SERVERS=...`, nested w
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -63,9 +74,83 @@ def _index_prefix(value: str) -> str:
         shown = f" (it has {' '.join(repr(c) for c in bad)})" if bad else ""
         raise ValueError(
             f"{value!r} cannot start an OpenSearch index name{shown}: use lower case, no "
-            "spaces or any of \\ / * ? \" < > | , # :, not starting with - _ + or ."
+            'spaces or any of \\ / * ? " < > | , # :, not starting with - _ + or .'
         )
     return value
+
+
+def _http_url(value: str) -> str:
+    """`value` as an http(s) URL without a trailing slash (https if it names no scheme)."""
+    value = value.strip()
+    if "://" not in value:
+        value = f"https://{value}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValueError(f"{_masked(value)!r} is not a URL: {exc}") from None
+    value = urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{_masked(value)!r} is not an http(s) URL with a host, "
+            "such as https://search.example.com:9200"
+        )
+    if port == 0:
+        raise ValueError(f"{_masked(value)!r} names port 0")
+    return value
+
+
+def _masked(url: str) -> str:
+    """`url` with any password in it replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _credentials_from_url(data: Any) -> Any:
+    """Move `user:password@` out of a section's `url` into its `username` and `password`,
+    so that the URL can be printed and the password stays a secret."""
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return data
+    url = data["url"] if "://" in data["url"] else f"https://{data['url']}"
+    try:
+        parts = urlsplit(url)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return data  # the url validator says what is wrong with it
+    if username is None and password is None:
+        return data
+    if data.get("username") is not None or data.get("password") is not None:
+        raise ValueError(
+            f"credentials are given both in the url ({_masked(url)}) and as username/password: "
+            "set them in one place"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    return {
+        **data,
+        "url": urlunsplit(parts._replace(netloc=host)),
+        "username": unquote(username or ""),
+        "password": None if password is None else unquote(password),
+    }
+
+
+#: Parts of librdkafka property names whose values are secrets (`sasl.password`,
+#: `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, ...).
+_SECRET_PROPERTY_PARTS = ("password", "secret", "key.pem", "ssl_key", "oauthbearer.config", "token")
+MASK = "**********"
+
+
+def masked_properties(properties: dict[str, str]) -> dict[str, str]:
+    """librdkafka properties with the values of secret ones masked, for showing."""
+    return {
+        key: MASK if any(part in key.lower() for part in _SECRET_PROPERTY_PARTS) else value
+        for key, value in properties.items()
+    }
 
 
 class _Section(BaseModel):
@@ -96,6 +181,10 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = None
     #: Extra librdkafka properties, passed through as they are.
     extra: dict[str, str] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, masked_properties(value) if name == "extra" else value
 
     @field_validator("topic", "dlq_topic")
     @classmethod
@@ -151,11 +240,12 @@ class OpenSearchSettings(_Section):
     index_prefix: str = "clickstream-events"
     timeout: float = Field(default=30.0, gt=0)
 
+    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+
     @field_validator("url")
     @classmethod
     def _has_scheme(cls, value: str) -> str:
-        value = value.rstrip("/")
-        return value if "://" in value else f"https://{value}"
+        return _http_url(value)
 
     @field_validator("index_prefix")
     @classmethod
@@ -176,6 +266,13 @@ class DashboardsSettings(_Section):
     password: SecretStr | None = None
     ca_file: Path | None = None
     verify_certs: bool = True
+
+    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
 
 
 class SimulationSettings(_Section):
@@ -228,7 +325,36 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values with every secret masked."""
-        return self.model_dump(mode="json")
+        dumped = self.model_dump(mode="json")
+        dumped["kafka"]["extra"] = masked_properties(self.kafka.extra)
+        return dumped
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_secrets(settings: Settings) -> list[str]:
+    """Where a password would travel unencrypted to another machine: one line each."""
+    found = []
+    for name, section in (("opensearch", settings.opensearch), ("dashboards", settings.dashboards)):
+        if section.url is None or section.password is None:
+            continue
+        parts = urlsplit(section.url)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            found.append(f"{name}.password is sent over plain HTTP to {parts.hostname}")
+    kafka = settings.kafka
+    if kafka.security_protocol == "SASL_PLAINTEXT" and kafka.sasl_password is not None:
+        hosts = [server.rpartition(":")[0] for server in kafka.bootstrap_servers.split(",")]
+        remote = [host for host in hosts if not _loopback(host.strip())]
+        if remote:
+            found.append(f"kafka.sasl_password is sent unencrypted (SASL_PLAINTEXT) to {remote[0]}")
+    return found
 
 
 class _PocOpenSearchJson(PydanticBaseSettingsSource):
@@ -308,6 +434,16 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # pydantic-settings names the source: a CLICKSTREAM_* variable that is not valid JSON
+        # (a section or a dict such as CLICKSTREAM_KAFKA__EXTRA) is not the file's fault.
+        cause = exc.__cause__ or exc
+        if "EnvSettingsSource" in str(exc):
+            raise ConfigError(
+                f"cannot parse a CLICKSTREAM_* environment variable: {exc} ({cause})",
+                hint='dict values are JSON, e.g. CLICKSTREAM_KAFKA__EXTRA=\'{"linger.ms": "10"}\'',
+            ) from None
+        raise ConfigError(f"cannot read configuration {path}: {exc} ({cause})") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from None
 

@@ -19,7 +19,7 @@ import typer
 from clickstream import logs
 from clickstream.cli.terminal import Terminal
 from clickstream.errors import Interrupted
-from clickstream.settings import Settings, load_settings
+from clickstream.settings import Settings, load_settings, plaintext_secrets
 
 terminal = Terminal()
 
@@ -39,6 +39,10 @@ def settings(**overrides: Any) -> Settings:
     logging is set up as they say."""
     loaded = load_settings(state.config, {"log_level": state.log_level, **overrides})
     logs.configure(loaded.log_level)
+    for problem in plaintext_secrets(loaded):
+        logs.get("settings").warning(
+            "a password travels unencrypted", problem=problem, hint="use https or SASL_SSL"
+        )
     return loaded
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clickstream.errors import ConfigError
-from clickstream.settings import load_settings
+from clickstream.settings import load_settings, plaintext_secrets
 
 
 @pytest.fixture
@@ -159,3 +159,119 @@ class TestNames:
         """A consumer group needs a name."""
         with pytest.raises(ConfigError, match=r"kafka\.group_id"):
             load_settings(conf, {"kafka": {"group_id": "  "}})
+
+
+class TestUrls:
+    """Service URLs are checked when settings load, and credentials in them are secrets."""
+
+    def test_credentials_move_out_of_the_url(self, conf):
+        """user:password@ in the OpenSearch URL become username and a secret password."""
+        search = load_settings(
+            conf, {"opensearch": {"url": "https://admin:S3cret@h:9200"}}
+        ).opensearch
+        assert search.url == "https://h:9200"
+        assert search.username == "admin"
+        assert search.password is not None
+        assert search.password.get_secret_value() == "S3cret"
+        assert "S3cret" not in repr(search)
+
+    def test_percent_encoded_credentials(self, conf):
+        """Credentials in a URL are percent-decoded, as URLs carry them."""
+        board = load_settings(conf, {"dashboards": {"url": "http://a%40b:p%3Aw@127.0.0.1:5601"}})
+        assert board.dashboards.url == "http://127.0.0.1:5601"
+        assert board.dashboards.username == "a@b"
+        assert board.dashboards.password is not None
+        assert board.dashboards.password.get_secret_value() == "p:w"
+
+    def test_poc_json_host_with_credentials(self, conf):
+        """The proof of concept's opensearch.json host may carry credentials; they are split."""
+        (conf.parent / "opensearch.json").write_text('{"host": "https://u:pw@poc:9200"}')
+        search = load_settings(conf).opensearch
+        assert (search.url, search.username) == ("https://poc:9200", "u")
+
+    def test_credentials_twice_are_refused(self, conf):
+        """Credentials in the URL and in username/password at once: one error, no secret in it."""
+        with pytest.raises(ConfigError, match="set them in one place") as caught:
+            load_settings(
+                conf, {"opensearch": {"url": "https://u:S3cret@h:9200", "password": "other"}}
+            )
+        assert "S3cret" not in str(caught.value)
+
+    @pytest.mark.parametrize("url", ["ht!tp://::::", "ftp://h", "http://", "http://h:99999"])
+    def test_nonsense_urls(self, conf, url):
+        """A URL that is not http(s) with a host and a valid port is a configuration error."""
+        with pytest.raises(ConfigError, match=r"opensearch\.url: .*"):
+            load_settings(conf, {"opensearch": {"url": url}})
+
+    def test_a_bad_url_hides_its_password(self, conf):
+        """The error about a bad URL shows the URL with its password masked."""
+        with pytest.raises(ConfigError) as caught:
+            load_settings(conf, {"dashboards": {"url": "gopher://u:S3cret@h"}})
+        assert "S3cret" not in str(caught.value)
+        assert "gopher://h" in str(caught.value)
+
+
+class TestSecretProperties:
+    """librdkafka properties holding secrets are never shown."""
+
+    def test_extra_secrets_are_masked(self, conf):
+        """sasl.password and ssl.key.password in kafka.extra are masked in repr and redacted()."""
+        extra = {"sasl.password": "hunter2", "ssl.key.password": "k3y", "linger.ms": "5"}
+        settings = load_settings(conf, {"kafka": {"extra": extra}})
+        assert "hunter2" not in repr(settings)
+        assert "k3y" not in repr(settings.kafka)
+        shown = settings.redacted()["kafka"]["extra"]
+        assert shown == {
+            "sasl.password": "**********",
+            "ssl.key.password": "**********",
+            "linger.ms": "5",
+        }
+        assert settings.kafka.extra["sasl.password"] == "hunter2"  # still passed to librdkafka
+
+
+class TestEnvironmentErrors:
+    """A bad environment value is blamed on the environment, not on a file."""
+
+    def test_bad_json_in_an_environment_dict(self, conf, monkeypatch):
+        """CLICKSTREAM_KAFKA__EXTRA that is not JSON names the environment, not the file."""
+        monkeypatch.setenv("CLICKSTREAM_KAFKA__EXTRA", "{bad")
+        with pytest.raises(ConfigError, match="CLICKSTREAM_\\* environment variable") as caught:
+            load_settings(conf)
+        assert str(conf) not in str(caught.value)
+
+
+class TestPlaintextSecrets:
+    """A password about to travel unencrypted to another machine is pointed out."""
+
+    @pytest.mark.parametrize(
+        ("url", "warned"),
+        [
+            ("http://u:p@search.example.com:9200", True),
+            ("https://u:p@search.example.com:9200", False),
+            ("http://u:p@127.0.0.1:9200", False),
+            ("http://u:p@localhost:9200", False),
+            ("http://search.example.com:9200", False),
+        ],
+    )
+    def test_opensearch_password_over_http(self, conf, url, warned):
+        """Only a password over plain HTTP to a host that is not loopback is flagged."""
+        settings = load_settings(conf, {"opensearch": {"url": url}})
+        assert bool(plaintext_secrets(settings)) is warned
+
+    def test_sasl_plaintext(self, conf):
+        """SASL_PLAINTEXT with a password to a remote broker is flagged."""
+        settings = load_settings(
+            conf,
+            {
+                "kafka": {
+                    "bootstrap_servers": "kafka.example.com:9092",
+                    "security_protocol": "SASL_PLAINTEXT",
+                    "sasl_mechanism": "PLAIN",
+                    "sasl_username": "u",
+                    "sasl_password": "p",
+                }
+            },
+        )
+        assert plaintext_secrets(settings) == [
+            "kafka.sasl_password is sent unencrypted (SASL_PLAINTEXT) to kafka.example.com"
+        ]
