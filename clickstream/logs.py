@@ -7,10 +7,35 @@ writes events there, `--json` writes reports there).
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
+
+#: Characters a terminal would act on instead of showing: C0 and C1 controls (escape
+#: sequences start with ESC or CSI), DEL, and the bidirectional overrides that reorder text.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would interpret shown as an escape instead
+    (`\\x1b`, `\\u202e`): data from events or servers is made visible, never executed."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+def _printable_values(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """For the console renderer: string values made printable (JSON escapes them itself)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = printable(value)
+    return event
+
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -30,10 +55,10 @@ def configure(
     """
     out = stream if stream is not None else sys.stderr
     as_json = not out.isatty() if json is None else json
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+    renderers: list[structlog.typing.Processor] = (
+        [structlog.processors.JSONRenderer()]
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else [_printable_values, structlog.dev.ConsoleRenderer(colors=out.isatty())]
     )
     structlog.configure(
         processors=[
@@ -41,7 +66,7 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(out),

@@ -6,7 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from clickstream.logs import printable
 
 if TYPE_CHECKING:
     from clickstream.cli.jobs import Change
@@ -17,6 +21,12 @@ if TYPE_CHECKING:
     from clickstream.stack.local import StackStatus
 
 BAR_WIDTH = 30
+
+
+def shown(value: object) -> Text:
+    """A value from the data (a user id, a title, a server's reason) as plain text: no rich
+    markup is read in it, and no character of it acts on the terminal."""
+    return Text(printable(str(value)))
 
 
 def stack_status(status: StackStatus, *, started: bool | None = None) -> str:
@@ -71,14 +81,14 @@ def bars(title: str, counts: Mapping[str, int]) -> Table:
     top = max(counts.values(), default=0)
     for key, count in counts.items():
         width = round(BAR_WIDTH * count / top) if top else 0
-        table.add_row(key, f"{count:,}", "█" * width)
+        table.add_row(shown(key), f"{count:,}", "█" * width)
     return table
 
 
 def index_summary(summary: Summary, pattern: str) -> Group:
     """What OpenSearch now holds: totals by type, category, device and the top users."""
     title = Table(show_header=False, box=None)
-    title.add_row(f"[bold]{summary['total']:,} events in {pattern}[/]")
+    title.add_row(f"[bold]{summary['total']:,} events in {escape(printable(pattern))}[/]")
     return Group(
         title,
         bars("by event type", summary["by_event_type"]),
@@ -91,15 +101,15 @@ def index_summary(summary: Summary, pattern: str) -> Group:
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def _number(value: object) -> str:
+def _number(value: object) -> Text:
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
-    return f"{int(value):,}" if isinstance(value, int | float) else str(value)
+        return Text(f"{value:,.1f}")
+    return Text(f"{int(value):,}") if isinstance(value, int | float) else shown(value)
 
 
 def _chart_table(chart: Chart) -> Table:
     """One saved visualization's numbers as a terminal table, shaped by its type."""
-    title = f"[bold]{chart.title.removeprefix('Clickstream: ')}[/]"
+    title = f"[bold]{escape(printable(chart.title.removeprefix('Clickstream: ')))}[/]"
     rows = chart.rows
     if chart.type in ("pie", "horizontal_bar", "histogram") and len(chart.columns) == 2:
         return bars(title, {str(r[0]): int(r[1]) for r in rows})
@@ -120,7 +130,7 @@ def _chart_table(chart: Chart) -> Table:
                 SPARKS[round((len(SPARKS) - 1) * points[t] / peak)] if points.get(t) else " "
                 for t in times
             )
-            table.add_row(name, f"{sum(points.values()):,}", f"{peak:,}", spark)
+            table.add_row(shown(name), f"{sum(points.values()):,}", f"{peak:,}", spark)
         return table
     if chart.type == "heatmap" and len(chart.columns) == 3:
         xs = list(dict.fromkeys(str(r[0]) for r in rows))
@@ -128,14 +138,14 @@ def _chart_table(chart: Chart) -> Table:
         cells = {(str(r[0]), str(r[1])): r[2] for r in rows}
         table.add_column(f"{chart.columns[0].label} / {chart.columns[1].label}", style="bold")
         for y in ys:
-            table.add_column(y, justify="right")
+            table.add_column(shown(y), justify="right")
         for x in xs:
-            table.add_row(x, *(_number(cells.get((x, y), 0)) for y in ys))
+            table.add_row(shown(x), *(_number(cells.get((x, y), 0)) for y in ys))
         return table
     if chart.type == "metric" and rows:
         for column in chart.columns:
             table.add_column(column.label, justify="right")
-        table.add_row(*(f"[bold]{_number(v)}[/]" for v in rows[0]))
+        table.add_row(*(Text.assemble(_number(v), style="bold") for v in rows[0]))
         return table
     table.add_column("#", justify="right", style="dim")
     for column in chart.columns:
@@ -153,5 +163,5 @@ def dashboard_report(report: Report) -> Group:
     for chart in report.charts:
         parts.append(_chart_table(chart))
     header = Table(show_header=False, box=None)
-    header.add_row(f"[bold]{report.pattern}[/], {when}")
+    header.add_row(f"[bold]{escape(printable(report.pattern))}[/], {when}")
     return Group(header, *(Group(p, "") for p in parts))

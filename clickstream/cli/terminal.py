@@ -23,6 +23,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from clickstream.logs import printable
+
 
 class ProgressLine:
     """A progress bar on a terminal; nothing elsewhere (the logs carry progress there)."""
@@ -58,7 +60,7 @@ class Terminal:
 
     def error(self, message: str) -> None:
         # The message is plain text: `[field]` in a server's reason is not markup.
-        self.err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+        self.err.print(f"[bold red]error:[/] {escape(printable(message))}", soft_wrap=True)
 
     def json(self, value: Any) -> None:
         """One JSON document on stdout."""

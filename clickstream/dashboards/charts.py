@@ -72,7 +72,12 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     """`--since`: a duration back from `now` (`90s`, `15m`, `1h`, `2d`, `1w`) or a time."""
     match = _DURATION.match(value)
     if match:
-        return now - dt.timedelta(seconds=float(match[1]) * _SECONDS[match[2]])
+        try:
+            return now - dt.timedelta(seconds=float(match[1]) * _SECONDS[match[2]])
+        except OverflowError:
+            raise ConfigError(
+                f"--since {value!r} reaches back before year 1; use a shorter duration"
+            ) from None
     try:
         start = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

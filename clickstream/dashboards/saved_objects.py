@@ -63,6 +63,10 @@ def read_objects(path: Path | None = None) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read saved objects {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}): saved objects are ndjson"
+        ) from None
     objects = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -79,6 +83,8 @@ def read_objects(path: Path | None = None) -> list[dict[str, Any]]:
             if key not in obj:
                 raise ConfigError(f"{path}:{number} is not a saved object: no {key!r}")
         objects.append(obj)
+    if not objects:
+        raise ConfigError(f"{path} holds no saved objects", hint="is it an ndjson export?")
     return objects
 
 
