@@ -14,12 +14,12 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 
+from clickstream.retry import backoff_delay
 from clickstream.errors import OpenSearchFailure, OpenSearchUnavailable
 from clickstream.events import Event, EventType
 from clickstream.settings import ConsumerSettings
 from clickstream.sinks.opensearch.bulk import (
     BulkIndexer,
-    backoff_delay,
     build_bulk_body,
     classify,
     index_name,
