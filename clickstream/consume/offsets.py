@@ -121,8 +121,9 @@ class Offsets:
             if error is None:
                 self._outage.recovered()
                 for tp in offsets:
-                    if self._done.get((tp.topic, tp.partition)) == tp.offset:
-                        del self._done[(tp.topic, tp.partition)]
+                    key = PartitionKey(tp.topic, tp.partition)
+                    if self._done.get(key) == tp.offset:
+                        del self._done[key]
                 return
             if error.code() in kafka.COMMIT_RETRIABLE_CODES and self._revocations == revocations:
                 self._outage.failed(f"commit: {kafka.describe(error)}")

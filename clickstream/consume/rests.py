@@ -31,6 +31,7 @@ PROBE = 1.0
 #: that answers at once is fetched in a loop before its answer is seen.
 PROBE_POLL = 0.01
 
+
 class PartitionRests:
     """The partitions of `consumer` that are resting or being probed after a rest."""
 

@@ -37,12 +37,20 @@ UNDELIVERED_OUTAGE = 5.0
 class KafkaProducer(Protocol):
     """What the dead-letter producer uses of `confluent_kafka.Producer`."""
 
-    def produce(self, topic: str, value: Any, key: Any, **kwargs: Any) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = ...,
+        key: bytes | None = ...,
+        *,
+        headers: Any = ...,
+        on_delivery: Any = ...,
+    ) -> None: ...
 
     def flush(self, timeout: float) -> int: ...
 
 
-def make_producer(settings: KafkaSettings, error_cb: Callable[[KafkaError], None]) -> Producer:
+def make_producer(settings: KafkaSettings, error_cb: Callable[[KafkaError], None]) -> KafkaProducer:
     """The librdkafka producer of the dead letters."""
     return Producer(kafka.client_config(settings, DLQ_PRODUCER_DEFAULTS, error_cb=error_cb))
 

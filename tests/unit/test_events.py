@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from clickstream.events import (
-    Event,
     Document,
+    Event,
     EventType,
     _canonical_ip,
     check_json,

@@ -14,9 +14,9 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 
-from clickstream.retry import backoff_delay
 from clickstream.errors import OpenSearchFailure, OpenSearchUnavailable
 from clickstream.events import Event, EventType
+from clickstream.retry import backoff_delay
 from clickstream.settings import ConsumerSettings
 from clickstream.sinks.opensearch.bulk import (
     BulkIndexer,
