@@ -4,11 +4,12 @@ moves only when a poll blocks: batches, outages, rebalances, stops and partition
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 import orjson
 from confluent_kafka import Message
 
-from clickstream.consume.loop import EventConsumer
+from clickstream.consume.loop import ConsumerFactory, EventConsumer
 from clickstream.kafka import PartitionKey
 from clickstream.settings import Settings
 from tests.helpers import make_event, make_message
@@ -46,7 +47,7 @@ def make(
     loop = EventConsumer(
         settings,
         sink,
-        consumer=consumer.connect,
+        consumer=cast(ConsumerFactory, consumer.connect),  # a scripted stand-in
         dead_letter_client=producer.connect,
         clock=clock,
     )
