@@ -45,10 +45,14 @@ class KafkaFailure(ClickstreamError):
     """Kafka answered with an error that retrying will not fix."""
 
 
-class OpenSearchUnavailable(ClickstreamError):
-    """OpenSearch cannot be reached, or keeps failing after retries."""
+class SinkUnavailable(ClickstreamError):
+    """A sink's store cannot take the batch now: retry the whole batch later, paused."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+class OpenSearchUnavailable(SinkUnavailable):
+    """OpenSearch cannot be reached, or keeps failing after retries."""
 
 
 class OpenSearchFailure(ClickstreamError):

@@ -6,10 +6,11 @@ text survive into the one-line message the user sees.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -20,12 +21,44 @@ from clickstream.settings import KafkaSettings
 CONNECT_TIMEOUT = 10.0
 
 #: Error codes that mean "cannot reach the brokers now" (worth waiting for).
-UNAVAILABLE_CODES = {
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._TIMED_OUT,
-    KafkaError._RESOLVE,
+UNAVAILABLE_CODES = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._RESOLVE,
+    }
+)
+#: Error codes of an offset commit that mean "the group coordinator cannot answer now";
+#: with the brokers unreachable, these are what a commit retries until they are back.
+COMMIT_RETRIABLE_CODES = UNAVAILABLE_CODES | {
+    KafkaError._WAIT_COORD,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.REQUEST_TIMED_OUT,
 }
+
+
+class PartitionKey(NamedTuple):
+    """One partition of one topic: how the consumer keys whatever it tracks per partition."""
+
+    topic: str
+    partition: int
+
+    @classmethod
+    def of(cls, message: Message) -> PartitionKey:
+        """The partition `message` came from."""
+        return cls(message.topic() or "", message.partition() or 0)
+
+
+def client_config(
+    settings: KafkaSettings, defaults: Mapping[str, Any], **callbacks: Any
+) -> dict[str, Any]:
+    """librdkafka settings for one client, by the one rule every client follows: our
+    connection settings, then the role's `defaults`, then the user's `kafka.extra` on top;
+    `callbacks` (error_cb, on_commit: code, not settings) are added last."""
+    return {**settings.client_config(), **defaults, **settings.extra, **callbacks}
 
 
 def describe(error: KafkaError | KafkaException | Exception) -> str:
@@ -54,8 +87,7 @@ def _silence(_error: KafkaError) -> None:
 
 def admin(settings: KafkaSettings) -> AdminClient:
     """An admin client for the configured cluster."""
-    conf: dict[str, Any] = {**settings.client_config(), "error_cb": _silence}
-    return AdminClient(conf)
+    return AdminClient(client_config(settings, {}, error_cb=_silence))
 
 
 def topic_partitions(client: Any, bootstrap: str, topic: str) -> int | None:

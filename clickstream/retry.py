@@ -1,4 +1,5 @@
-"""Outages of the services the consumer depends on, said without flooding the log.
+"""Outages of the services the consumer depends on, said without flooding the log, and the
+backoff between attempts.
 
 While OpenSearch or the broker stays away, the consumer retries for as long as it takes;
 an `Outage` turns those repeated failures into one line when the outage starts, a reminder
@@ -7,6 +8,7 @@ now and then, and one line when the service is back.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,14 +52,16 @@ class Outage:
             self.since = self._said = now
             self.count += 1
             log.error(
-                f"{self.service} unavailable; consumption paused until it is back",
+                "service unavailable; consumption paused until it is back",
+                service=self.service,
                 problem=problem[:MAX_REASON],
                 **context,
             )
         elif now - self._said >= self.every:
             self._said = now
             log.warning(
-                f"{self.service} still unavailable",
+                "service still unavailable",
+                service=self.service,
                 seconds=round(now - self.since),
                 problem=problem[:MAX_REASON],
                 **context,
@@ -68,4 +72,16 @@ class Outage:
         if self.since is not None:
             seconds = self._clock() - self.since
             self.since = None
-            log.warning(f"{self.service} is back; resuming", outage_seconds=round(seconds, 1))
+            log.warning(
+                "service is back; resuming",
+                service=self.service,
+                outage_seconds=round(seconds, 1),
+            )
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Delay before retry `attempt` (1, 2, ...): exponential, capped, half of it jittered."""
+    # The exponent is capped: a retry loop outlasting a long outage counts past 1,000
+    # attempts, and 2.0 ** 1024 does not fit a float.
+    ceiling = min(maximum, initial * 2.0 ** min(attempt - 1, 64))
+    return rng.uniform(ceiling / 2, ceiling)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class Timed:
+class RunClock:
     """A run's monotonic start and (once over) end; subclasses say what `done` counts."""
 
     started: float = field(default_factory=time.monotonic, kw_only=True)

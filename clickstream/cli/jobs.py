@@ -9,8 +9,7 @@ from clickstream import kafka, logs
 from clickstream.cli.terminal import Terminal
 from clickstream.consume import loop
 from clickstream.settings import Settings
-from clickstream.sinks.opensearch import bulk
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.base import Sink
 
 log = logs.get("pipeline")
 
@@ -31,10 +30,8 @@ def setup(settings: Settings) -> list[Change]:
         result = kafka.ensure_topic(settings.kafka, name, settings.kafka.partitions)
         detail = f"{result.partitions} partitions"
         changes.append(Change(f"topic {name}", result.created, detail))
-    client = opensearch.make_client(settings.opensearch)
-    prefix = settings.opensearch.index_prefix
-    changed = opensearch.ensure_template(client, prefix)
-    changes.append(Change(f"index template {prefix}", changed, f"for {prefix}-*"))
+    prepared = open_sink(settings).setup()
+    changes.append(Change(prepared.what, prepared.changed, prepared.detail))
     if settings.dashboards.url:
         from clickstream.dashboards import saved_objects  # noqa: PLC0415
 
@@ -45,6 +42,14 @@ def setup(settings: Settings) -> list[Change]:
     return changes
 
 
+def open_sink(settings: Settings) -> Sink:
+    """The store `consume`, `dlq replay` and `status` use: OpenSearch, the one sink so far.
+    A module-level function, so that `consume --workers` can pass it to its processes."""
+    from clickstream.sinks.opensearch.sink import OpenSearchSink  # noqa: PLC0415
+
+    return OpenSearchSink.from_settings(settings)
+
+
 def consume(
     settings: Settings,
     terminal: Terminal,
@@ -52,10 +57,9 @@ def consume(
     until_idle: float | None = None,
     stop: threading.Event | None = None,
 ) -> loop.ConsumeStats:
-    """Consume the events topic into OpenSearch until stopped or idle."""
-    client = opensearch.make_client(settings.opensearch)
-    opensearch.check(client, settings.opensearch.url)
-    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    """Consume the events topic into the sink until stopped or idle."""
+    sink = open_sink(settings)
+    sink.check()
     with terminal.progress("consuming", None) as bar:
 
         def progress(stats: loop.ConsumeStats) -> None:
@@ -65,7 +69,7 @@ def consume(
                 f"{stats.dead_lettered:,} dead-lettered, {stats.rate:,.0f}/s",
             )
 
-        worker = loop.EventConsumer(settings, indexer, on_batch=progress)
+        worker = loop.EventConsumer(settings, sink, on_batch=progress)
         log.info(
             "consuming",
             topic=settings.kafka.topic,

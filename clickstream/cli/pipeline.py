@@ -219,7 +219,9 @@ def consume(
         if workers > 1:
             from clickstream.consume import workers as pool  # noqa: PLC0415
 
-            stats = pool.run(settings, workers=workers, until_idle=until_idle, stop=stop)
+            stats = pool.run(
+                settings, jobs.open_sink, workers=workers, until_idle=until_idle, stop=stop
+            )
         else:
             stats = jobs.consume(settings, context.terminal, until_idle=until_idle, stop=stop)
     context.terminal.say(summaries.consume_summary(stats))
@@ -244,7 +246,7 @@ def status(
         kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "group_id": group},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )
-    found = state_of.collect(settings)
+    found = state_of.collect(settings, jobs.open_sink(settings))
     if as_json:
         context.terminal.json(found.to_dict())
     else:
@@ -274,7 +276,7 @@ def dlq_replay(
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )
     with context.stop_on_signals() as stop:
-        stats = replay.replay(settings, group=group, stop=stop)
+        stats = replay.replay(settings, jobs.open_sink, group=group, stop=stop)
     context.terminal.say(summaries.consume_summary(stats))
 
 

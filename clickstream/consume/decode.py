@@ -13,8 +13,7 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from clickstream.deadletters.letter import DeadLetter, ErrorKind
-from clickstream.events import Event, check_json
-from clickstream.sinks.opensearch.bulk import Document
+from clickstream.events import Document, Event, check_json
 
 
 def decode(message: Message) -> Document | DeadLetter:
@@ -23,7 +22,7 @@ def decode(message: Message) -> Document | DeadLetter:
     if not value:
         return DeadLetter(message, ErrorKind.EMPTY, "message has no value")
     try:
-        return Document(*check_json(value), value) if b"\n" not in value else _slow(value)
+        return check_json(value) if b"\n" not in value else _slow(value)
     except (ValidationError, ValueError):
         # Not valid by the fast check: the model itself decides, and says why.
         try:

@@ -16,37 +16,24 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from clickstream import kafka, logs
-from clickstream.retry import Outage
+from clickstream.kafka import PartitionKey
+from clickstream.retry import Outage, backoff_delay
 from clickstream.settings import ConsumerSettings
-from clickstream.sinks.opensearch.bulk import backoff_delay
 
 log = logs.get("consumer")
 
 #: How long a stopping consumer still waits for its last commit to be confirmed.
 COMMIT_GRACE = 5.0
-#: Commit errors that mean "the coordinator cannot be reached now": retried until it can.
-_RETRIABLE_COMMIT = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._WAIT_COORD,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.REQUEST_TIMED_OUT,
-}
-
-Partition = tuple[str, int]
 
 
 def commit_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     """The offsets to commit after `messages`: one past the last of each partition."""
-    last: dict[Partition, int] = {}
+    last: dict[PartitionKey, int] = {}
     for msg in messages:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is None or partition is None or offset is None:
             continue  # not a fetched message (an error event): nothing to commit
-        key = (topic, partition)
+        key = PartitionKey(topic, partition)
         last[key] = max(last.get(key, -1), offset)
     return [
         TopicPartition(topic, part, offset + 1) for (topic, part), offset in sorted(last.items())
@@ -82,7 +69,7 @@ class Offsets:
         self._stopping = stopping
         self._rng = rng or random.Random()
         self._clock = clock
-        self._done: dict[Partition, int] = {}  # partition -> the next offset to read
+        self._done: dict[PartitionKey, int] = {}  # partition -> the next offset to read
         self._results: list[KafkaError | None] = []
         self._committed_at = clock()
         self._revocations = 0  # how many times partitions were taken from us
@@ -92,15 +79,15 @@ class Offsets:
         failed = next((tp.error for tp in partitions if tp.error is not None), None)
         self._results.append(error or failed)
 
-    def handled(self, batch: Sequence[Message], revoked: set[Partition]) -> None:
+    def handled(self, batch: Sequence[Message], revoked: set[PartitionKey]) -> None:
         """Every message of `batch` is indexed or dead-lettered: note its offsets, except
         for `revoked` partitions, which their next owner reads again and commits."""
         for tp in commit_offsets(batch):
-            key = (tp.topic, tp.partition)
+            key = PartitionKey(tp.topic, tp.partition)
             if key not in revoked:
                 self._done[key] = max(self._done.get(key, 0), tp.offset)
 
-    def revoked(self, lost: set[Partition]) -> list[Partition]:
+    def revoked(self, lost: set[PartitionKey]) -> list[PartitionKey]:
         """Partitions were taken from us: forget their offsets (committing now could block
         the rebalance while the broker is away; their next owner replays at most an
         interval's worth, over the same documents); the partitions whose offsets those were.
@@ -134,10 +121,11 @@ class Offsets:
             if error is None:
                 self._outage.recovered()
                 for tp in offsets:
-                    if self._done.get((tp.topic, tp.partition)) == tp.offset:
-                        del self._done[(tp.topic, tp.partition)]
+                    key = PartitionKey(tp.topic, tp.partition)
+                    if self._done.get(key) == tp.offset:
+                        del self._done[key]
                 return
-            if error.code() in _RETRIABLE_COMMIT and self._revocations == revocations:
+            if error.code() in kafka.COMMIT_RETRIABLE_CODES and self._revocations == revocations:
                 self._outage.failed(f"commit: {kafka.describe(error)}")
                 attempt += 1
                 delay = backoff_delay(

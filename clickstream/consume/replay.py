@@ -15,8 +15,7 @@ from clickstream import logs
 from clickstream.consume import status
 from clickstream.consume.loop import ConsumeStats, EventConsumer
 from clickstream.settings import Settings
-from clickstream.sinks.opensearch import bulk
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.base import SinkFactory
 
 log = logs.get("dlq")
 
@@ -37,9 +36,14 @@ def pending(settings: Settings, group: str) -> dict[int, int]:
 
 
 def replay(
-    settings: Settings, *, group: str | None = None, stop: threading.Event | None = None
+    settings: Settings,
+    open_sink: SinkFactory,
+    *,
+    group: str | None = None,
+    stop: threading.Event | None = None,
 ) -> ConsumeStats:
-    """Index (or dead-letter again) what the dead-letter topic holds up to its end now."""
+    """Write to the sink `open_sink` builds (or dead-letter again) what the dead-letter
+    topic holds up to its end now."""
     group = group or replay_group(settings)
     todo = pending(settings, group)
     topic = settings.kafka.dlq_topic
@@ -48,13 +52,12 @@ def replay(
         stats = ConsumeStats()
         stats.finished = stats.started
         return stats
-    client = opensearch.make_client(settings.opensearch)
-    opensearch.check(client, settings.opensearch.url)
-    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    sink = open_sink(settings)
+    sink.check()
     ours = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"group_id": group})}
     )
-    worker = EventConsumer(ours, indexer, source=topic, stop_at=todo)
+    worker = EventConsumer(ours, sink, source=topic, stop_at=todo)
     stats = worker.run(until_idle=IDLE_SECONDS, stop=stop)
     log.info("replayed", **stats.as_dict())
     return stats

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from clickstream.kafka import PartitionKey
+
 #: The first rest of a partition that reached its end, and the longest one.
 FIRST = 0.05
 LONGEST = 0.5
@@ -29,28 +31,26 @@ PROBE = 1.0
 #: that answers at once is fetched in a loop before its answer is seen.
 PROBE_POLL = 0.01
 
-Key = tuple[str, int]
 
-
-class Rests:
+class PartitionRests:
     """The partitions of `consumer` that are resting or being probed after a rest."""
 
     def __init__(self, consumer: Consumer, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._consumer = consumer
         self._clock = clock
         #: Paused partitions: when their rest ends, and how long it was.
-        self.resting: dict[Key, tuple[float, float]] = {}
+        self.resting: dict[PartitionKey, tuple[float, float]] = {}
         #: Partitions fetched again after a rest: until when, and the rest they had.
-        self.probing: dict[Key, tuple[float, float]] = {}
+        self.probing: dict[PartitionKey, tuple[float, float]] = {}
 
     def reached_end(self, topic: str, partition: int) -> None:
         """`partition` is read to its end: it rests; longer than last time if this is the
         end of a probe (a broker may say so again after each rest)."""
-        key = (topic, partition)
+        key = PartitionKey(topic, partition)
         probed = self.probing.pop(key, None)
         self._pause(key, FIRST if probed is None else min(2 * probed[1], LONGEST))
 
-    def received(self, keys: Iterable[Key]) -> None:
+    def received(self, keys: Iterable[PartitionKey]) -> None:
         """Messages came from these partitions: a probe that brings something ends it."""
         for key in keys:
             self.probing.pop(key, None)
@@ -79,7 +79,7 @@ class Rests:
         ends = min(until for until, _ in self.resting.values())
         return max(0.001, min(longest, ends - self._clock()))
 
-    def forget(self, keys: Iterable[Key]) -> None:
+    def forget(self, keys: Iterable[PartitionKey]) -> None:
         """These partitions are no longer ours (or were all resumed): no rest, no probe."""
         for key in keys:
             self.resting.pop(key, None)
@@ -90,7 +90,7 @@ class Rests:
         self.resting.clear()
         self.probing.clear()
 
-    def _pause(self, key: Key, rest: float) -> None:
+    def _pause(self, key: PartitionKey, rest: float) -> None:
         with contextlib.suppress(KafkaException):
             self._consumer.pause([TopicPartition(*key)])
             self.resting[key] = (self._clock() + rest, rest)

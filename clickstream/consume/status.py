@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from clickstream import kafka
 from clickstream.settings import KafkaSettings, Settings
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.base import Sink
 
 #: librdkafka's "no committed offset" (OFFSET_INVALID).
 NO_OFFSET = -1001
@@ -52,12 +52,11 @@ class Status:
 def _reader(settings: KafkaSettings, group: str) -> Consumer:
     """A consumer that never joins the group: it only reads offsets and watermarks."""
     return Consumer(
-        {
-            **settings.client_config(),
-            "group.id": group,
-            "enable.auto.commit": False,
-            "error_cb": lambda _error: None,  # failures surface as exceptions below
-        }
+        kafka.client_config(
+            settings,
+            {"group.id": group, "enable.auto.commit": False},
+            error_cb=lambda _error: None,  # failures surface as exceptions below
+        )
     )
 
 
@@ -99,18 +98,17 @@ def offsets(settings: KafkaSettings, topic: str, group: str) -> list[PartitionSt
     return out
 
 
-def collect(settings: Settings) -> Status:
-    """The status of the configured topic, group, index and dead-letter topic."""
-    k, search = settings.kafka, settings.opensearch
+def collect(settings: Settings, sink: Sink) -> Status:
+    """The status of the configured topic, group and dead-letter topic, and of `sink`."""
+    k = settings.kafka
     partitions = offsets(k, k.topic, k.group_id)
     dlq = offsets(k, k.dlq_topic, k.group_id)
-    client = opensearch.make_client(search)
-    documents = opensearch.count(client, search.index_prefix)
+    documents = sink.count()
     return Status(
         topic=k.topic,
         group=k.group_id,
         partitions=partitions,
-        index_pattern=search.index_pattern,
+        index_pattern=sink.location,
         documents=documents,
         dlq_topic=k.dlq_topic,
         dead_letters=sum(p.end - p.low for p in dlq),

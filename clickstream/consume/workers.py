@@ -23,8 +23,7 @@ from clickstream import logs
 from clickstream.consume.loop import ConsumeStats, EventConsumer
 from clickstream.errors import ClickstreamError, ExitCode
 from clickstream.settings import Settings
-from clickstream.sinks.opensearch import bulk
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.base import SinkFactory
 
 log = logs.get("workers")
 
@@ -44,6 +43,7 @@ class WorkerFailed(ClickstreamError):
 def _work(
     number: int,
     settings: dict[str, Any],
+    open_sink: SinkFactory,
     until_idle: float | None,
     results: multiprocessing.Queue[tuple[int, str, Any]],
 ) -> None:
@@ -59,10 +59,9 @@ def _work(
     logs.configure(ours.log_level)
     logs.get("workers").info("worker started", worker=number)
     try:
-        client = opensearch.make_client(ours.opensearch)
-        opensearch.check(client, ours.opensearch.url)
-        indexer = bulk.BulkIndexer(client, ours.opensearch.index_prefix, ours.consumer)
-        stats = EventConsumer(ours, indexer).run(until_idle=until_idle, stop=stop)
+        sink = open_sink(ours)
+        sink.check()
+        stats = EventConsumer(ours, sink).run(until_idle=until_idle, stop=stop)
     except ClickstreamError as exc:
         results.put((number, "error", (str(exc), int(exc.exit_code))))
         return
@@ -71,19 +70,23 @@ def _work(
 
 def run(
     settings: Settings,
+    open_sink: SinkFactory,
     *,
     workers: int,
     until_idle: float | None = None,
     stop: threading.Event | None = None,
 ) -> ConsumeStats:
-    """Run `workers` consumer processes in the configured group until stopped or idle."""
+    """Run `workers` consumer processes in the configured group until stopped or idle;
+    each writes to the sink `open_sink` builds (a module-level function: it is pickled)."""
     stop = stop or threading.Event()
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[tuple[int, str, Any]] = context.Queue()
     data = settings.model_dump()
     procs = [
         context.Process(
-            target=_work, args=(n, data, until_idle, results), name=f"clickstream-worker-{n}"
+            target=_work,
+            args=(n, data, open_sink, until_idle, results),
+            name=f"clickstream-worker-{n}",
         )
         for n in range(workers)
     ]

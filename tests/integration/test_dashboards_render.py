@@ -25,8 +25,7 @@ from clickstream.produce import publish
 from clickstream.settings import Settings
 from clickstream.simulate.config import SimulationConfig
 from clickstream.simulate.simulator import Simulator
-from clickstream.sinks.opensearch import bulk
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.opensearch.sink import OpenSearchSink
 from tests.fake_dashboards import serve_fake_dashboards
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -42,8 +41,7 @@ def _fill(settings: Settings, seed: int) -> list[Event]:
     stats = publish.ProduceStats()
     publish.run(events, publish.KafkaSink(settings.kafka, settings.kafka.topic, stats), stats)
     assert stats.delivered == COUNT
-    client = opensearch.make_client(settings.opensearch)
-    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = OpenSearchSink.from_settings(settings)
     consumed = EventConsumer(settings, indexer).run(until_idle=2.0)
     assert consumed.indexed == COUNT
     return events

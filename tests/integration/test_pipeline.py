@@ -24,8 +24,10 @@ from clickstream.produce import publish
 from clickstream.settings import Settings
 from clickstream.simulate.config import SimulationConfig
 from clickstream.simulate.simulator import Simulator
+from clickstream.sinks.base import WriteResult
 from clickstream.sinks.opensearch import bulk
 from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.opensearch.sink import OpenSearchSink
 from tests.helpers import make_event
 
 START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
@@ -44,8 +46,7 @@ def produce(settings: Settings, count: int, seed: int = 1) -> set[str]:
 
 
 def consume(settings: Settings, **kwargs: object) -> ConsumeStats:
-    client = opensearch.make_client(settings.opensearch)
-    indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+    indexer = OpenSearchSink.from_settings(settings)
     return EventConsumer(settings, indexer, **kwargs).run(until_idle=2.0)  # type: ignore[arg-type]
 
 
@@ -108,8 +109,7 @@ class TestExactlyOnceInTheIndex:
             if stats.consumed >= 5_000:
                 stop.set()
 
-        client = opensearch.make_client(settings.opensearch)
-        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+        indexer = OpenSearchSink.from_settings(settings)
         first = EventConsumer(settings, indexer, on_batch=halfway).run(stop=stop)
         assert 5_000 <= first.consumed < 10_000
 
@@ -233,7 +233,7 @@ class TestQuietTopic:
         a core); events that come after several rests are all indexed, within seconds."""
         jobs.setup(settings)
         client = opensearch.make_client(settings.opensearch)
-        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+        indexer = OpenSearchSink.from_settings(settings)
         consumer = EventConsumer(settings, indexer)
         stop = threading.Event()
         runner = threading.Thread(target=consumer.run, kwargs={"stop": stop})
@@ -256,17 +256,18 @@ class TestQuietTopic:
         assert idle_cpu < 0.25 * quiet, f"{idle_cpu:.2f} CPU seconds in {quiet:.1f} s idle"
 
 
-class _SlowIndexer:
+class _SlowIndexer(OpenSearchSink):
     """Indexes like the real one, but takes at least `seconds` per batch."""
 
     def __init__(self, settings: Settings, seconds: float) -> None:
-        client = opensearch.make_client(settings.opensearch)
-        self._real = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+        search = settings.opensearch
+        client = opensearch.make_client(search)
+        super().__init__(client, search.index_prefix, search.url, settings.consumer)
         self._seconds = seconds
 
-    def index(self, items: Any, **kwargs: Any) -> bulk.IndexResult:
+    def write(self, batch: Any, **kwargs: Any) -> WriteResult:
         time.sleep(self._seconds)
-        return self._real.index(items, **kwargs)
+        return super().write(batch, **kwargs)
 
 
 class TestBacklog:

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from clickstream.cli import jobs
 from clickstream.consume.loop import ConsumeStats, EventConsumer
 from clickstream.sinks.opensearch import bulk
-from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.opensearch.sink import OpenSearchSink
 from tests.helpers import make_event
 from tests.integration.faults import CLI, doc_count, env_for, produce_events
 from tests.integration.test_pipeline import consume, read_all
@@ -45,8 +45,7 @@ class TestStatus:
             if stats.consumed >= 400:
                 stop.set()
 
-        client = opensearch.make_client(settings.opensearch)
-        indexer = bulk.BulkIndexer(client, settings.opensearch.index_prefix, settings.consumer)
+        indexer = OpenSearchSink.from_settings(settings)
         done = EventConsumer(settings, indexer, on_batch=halfway).run(stop=stop)
         assert 400 <= done.consumed < 1001
 

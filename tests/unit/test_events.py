@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from clickstream.events import (
+    Document,
     Event,
-    EventKey,
     EventType,
     _canonical_ip,
     check_json,
@@ -161,7 +161,7 @@ def _agree(doc: dict[str, object]) -> None:
     if event is None:
         assert key is None, doc
     elif key is not None:
-        assert key == EventKey(str(event.event_id), event.day), doc
+        assert key == Document(str(event.event_id), event.day, data), doc
     elif event.ip.count(".") == 3:  # IPv6 addresses are left to the model
         assert orjson.loads(event.to_json()) != {"schema_version": 1, **doc}, doc
 
@@ -203,7 +203,7 @@ class TestFastCheck:
         config = SimulationConfig(users=300, seed=3, start=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
         for _, value in itertools.islice(Simulator(config).messages(), 5000):
             event = Event.model_validate_json(value)
-            assert check_json(value) == EventKey(str(event.event_id), event.day)
+            assert check_json(value) == Document(str(event.event_id), event.day, value)
 
     def test_rejects_bytes_that_are_not_an_event(self):
         """Not JSON, not an object, not UTF-8: rejected, never a crash."""

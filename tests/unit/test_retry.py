@@ -20,12 +20,13 @@ class TestOutage:
             outage.recovered()
         events = [entry["event"] for entry in logs]
         assert events == [
-            "opensearch unavailable; consumption paused until it is back",
-            "opensearch still unavailable",
-            "opensearch still unavailable",
-            "opensearch still unavailable",
-            "opensearch is back; resuming",
+            "service unavailable; consumption paused until it is back",
+            "service still unavailable",
+            "service still unavailable",
+            "service still unavailable",
+            "service is back; resuming",
         ]
+        assert {entry["service"] for entry in logs} == {"opensearch"}
         assert logs[-1]["outage_seconds"] == 90.0
         assert not outage.active
 

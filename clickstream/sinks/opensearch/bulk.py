@@ -23,29 +23,12 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import OpenSearchException, SSLError, TransportError
 
 from clickstream.errors import OpenSearchFailure, OpenSearchUnavailable
-from clickstream.events import Event
+from clickstream.events import Document, Event
+from clickstream.retry import backoff_delay
 from clickstream.settings import ConsumerSettings
 from clickstream.sinks.opensearch import client as opensearch
 
 log = structlog.get_logger(__name__)
-
-
-class Document(NamedTuple):
-    """An event ready to index: its id, its UTC day (`YYYY.MM.DD`, which names its daily
-    index) and its JSON source on one line."""
-
-    event_id: str
-    day: str
-    source: bytes
-
-    @classmethod
-    def of(cls, event: Event, source: bytes | None = None) -> Document:
-        """`event` with `source` (e.g. the Kafka message it was validated from, which saves
-        serializing it again) or, if that is missing or spans lines, its compact JSON."""
-        if source is None or b"\n" in source or b"\r" in source:
-            # A pretty-printed document would break the newline-delimited body.
-            source = event.to_json()
-        return cls(str(event.event_id), event.day, source)
 
 
 #: What `BulkIndexer.index` takes: events, events with their JSON, or ready documents.
@@ -167,14 +150,6 @@ class IndexResult:
     indexed: int
     rejected: list[Rejected]
     retries: int
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Delay before retry `attempt` (1, 2, ...): exponential, capped, half of it jittered."""
-    # The exponent is capped: a retry loop outlasting a long outage counts past 1,000
-    # attempts, and 2.0 ** 1024 does not fit a float.
-    ceiling = min(maximum, initial * 2.0 ** min(attempt - 1, 64))
-    return rng.uniform(ceiling / 2, ceiling)
 
 
 class BulkIndexer:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from clickstream.consume.decode import decode
 from clickstream.deadletters.letter import DeadLetter, ErrorKind
-from clickstream.sinks.opensearch.bulk import Document
+from clickstream.events import Document
 from tests.helpers import make_event, make_message
 
 KINDS = {

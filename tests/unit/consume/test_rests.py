@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from clickstream.consume import rests
-from clickstream.consume.rests import Rests
+from clickstream.consume.rests import PartitionRests
 
 
 class Recorder:
@@ -30,12 +30,12 @@ class Clock:
         return self.now
 
 
-def make() -> tuple[Rests, Recorder, Clock]:
+def make() -> tuple[PartitionRests, Recorder, Clock]:
     consumer, clock = Recorder(), Clock()
-    return Rests(consumer, clock=clock), consumer, clock  # type: ignore[arg-type]
+    return PartitionRests(consumer, clock=clock), consumer, clock  # type: ignore[arg-type]
 
 
-class TestRests:
+class TestPartitionRests:
     def test_end_pauses_then_probes_then_rests_longer(self):
         """A partition at its end rests, is fetched again after the rest, and if it is still
         at its end rests twice as long, up to the longest rest."""

@@ -16,10 +16,10 @@ from opensearchpy.exceptions import ConnectionTimeout, SSLError, TransportError
 
 from clickstream.errors import OpenSearchFailure, OpenSearchUnavailable
 from clickstream.events import Event, EventType
+from clickstream.retry import backoff_delay
 from clickstream.settings import ConsumerSettings
 from clickstream.sinks.opensearch.bulk import (
     BulkIndexer,
-    backoff_delay,
     build_bulk_body,
     classify,
     index_name,
