@@ -8,6 +8,7 @@ import io
 import json
 import re
 import struct
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -49,12 +50,13 @@ def report() -> charts.Report:
     return charts.Report("clickstream-events-*", span, T0 + dt.timedelta(hours=1), built)
 
 
-def _embedded(page: str) -> dict:
+def _embedded(page: str) -> dict[str, Any]:
     found = re.search(
         r'<script type="application/json" id="clickstream-data">(.*?)</script>', page, re.S
     )
     assert found is not None
-    return json.loads(found[1])
+    data: dict[str, Any] = json.loads(found[1])
+    return data
 
 
 class TestHtml:
