@@ -19,6 +19,7 @@ from tests.integration.faults import (
     FAST_GROUP,
     Broker,
     FaultyProxy,
+    Process,
     doc_count,
     env_for,
     group_lag,
@@ -65,11 +66,13 @@ class TestSigkill:
         while kills < KILLS:
             before = doc_count(opensearch_client, prefix)
             with running(args, env, tmp_path) as proc:
+
+                def indexing_or_exited(b: int = before, p: Process = proc) -> bool:
+                    return doc_count(opensearch_client, prefix) > b or not p.alive()
+
                 # Once it indexes, kill it at a random moment: mid-batch, mid-commit, ...
                 wait_for(
-                    lambda b=before, p=proc: (
-                        doc_count(opensearch_client, prefix) > b or not p.alive()
-                    ),
+                    indexing_or_exited,
                     90,
                     "indexing after a restart",
                     every=0.2,
@@ -237,7 +240,11 @@ class TestWorkers:
             assert proc.wait(timeout=90) == 0, proc.stderr()[-2000:]
             pids = proc.logged("workers started")[0]["pids"]
         for pid in pids:
-            wait_for(lambda pid=pid: not _alive(pid), 10, f"worker {pid} exiting")
+
+            def exited(pid: int = pid) -> bool:
+                return not _alive(pid)
+
+            wait_for(exited, 10, f"worker {pid} exiting")
         _assert_exactly(opensearch_client, settings, produced)
 
 
