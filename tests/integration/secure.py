@@ -499,7 +499,7 @@ class KafkaFronts:
         from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
         for broker in self.brokers.values():
-            conf = {
+            conf: dict[str, str | int | float | bool] = {
                 "bootstrap.servers": broker.bootstrap,
                 "security.protocol": "SSL",
                 "ssl.ca.location": str(self.pki.ca_file),
