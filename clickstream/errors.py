@@ -77,3 +77,13 @@ class Interrupted(ClickstreamError):
     """The user pressed Ctrl-C (or sent SIGINT) where no graceful stop was possible."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class MemberFenced(KafkaFailure):
+    """Another consumer took this one's `group.instance.id`: two consumers share an id."""
+
+    exit_code = ExitCode.USAGE
+
+
+class GroupStalled(KafkaFailure):
+    """`--until-idle` cannot report success: no partitions came, or nobody reads them."""

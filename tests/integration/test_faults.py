@@ -16,7 +16,6 @@ import pytest
 from clickstream.cli import jobs
 from clickstream.consume import status
 from tests.integration.faults import (
-    FAST_GROUP,
     Broker,
     FaultyProxy,
     Process,
@@ -25,7 +24,6 @@ from tests.integration.faults import (
     group_lag,
     produce_events,
     running,
-    static_member,
     wait_for,
 )
 from tests.integration.test_pipeline import indexed_ids
@@ -58,7 +56,7 @@ class TestSigkill:
         settings = make_settings()
         jobs.setup(settings)
         produced = produce_events(settings, 50_000, seed=11)
-        env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=static_member("indexer-0"))
+        env = env_for(settings)  # the user's defaults: no group.instance.id set by hand
         prefix = settings.opensearch.index_prefix
         rng = random.Random(20261122)
         args = ["consume", "--batch-size", "1000", "--batch-timeout", "0.5"]
@@ -152,7 +150,7 @@ class TestBrokerOutage:
             settings = make_settings(kafka={"bootstrap_servers": broker.address})
             jobs.setup(settings)
             produced = produce_events(settings, 10_000, seed=13)
-            env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
+            env = env_for(settings)
             prefix = settings.opensearch.index_prefix
             with running(["consume", "--batch-size", "500"], env, tmp_path) as proc:
                 wait_for(lambda: doc_count(opensearch_client, prefix) >= 2000, 90, "indexing")
@@ -193,7 +191,7 @@ class TestRebalance:
         settings = make_settings()
         jobs.setup(settings)
         produced = produce_events(settings, 12_000, seed=14)
-        env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
+        env = env_for(settings)
         prefix = settings.opensearch.index_prefix
         args = ["consume", "--batch-size", "500"]
         with running(args, env, tmp_path) as first:
