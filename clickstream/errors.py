@@ -45,6 +45,12 @@ class KafkaFailure(ClickstreamError):
     """Kafka answered with an error that retrying will not fix."""
 
 
+class KafkaRefused(ClickstreamError):
+    """The cluster refused our connections: a TLS certificate or SASL credentials are wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
 class SinkUnavailable(ClickstreamError):
     """A sink's store cannot take the batch now: retry the whole batch later, paused."""
 

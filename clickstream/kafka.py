@@ -6,7 +6,12 @@ text survive into the one-line message the user sees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -14,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from clickstream.errors import KafkaFailure, KafkaUnavailable
+from clickstream.errors import KafkaFailure, KafkaRefused, KafkaUnavailable
 from clickstream.settings import KafkaSettings
 
 #: How long to wait for the brokers to answer before saying they cannot be reached.
@@ -52,13 +57,115 @@ class PartitionKey(NamedTuple):
         return cls(message.topic() or "", message.partition() or 0)
 
 
+#: librdkafka's words for a connection the broker (or a TLS front) refused to let in: the
+#: configuration is wrong (certificates, credentials), retrying will not help.
+_REFUSED = re.compile(
+    r"SSL handshake failed|certificate verify failed|certificate required|handshake failure"
+    r"|SASL authentication (error|failed)|Authentication failed|unsupported SASL mechanism"
+    r"|ssl\.ca\.location failed|ssl\.(certificate|key)\.location failed",
+    re.IGNORECASE,
+)
+
+
+class _Refusals:
+    """The last reason each cluster refused a connection for, as librdkafka reported it to
+    a client's error callback; read when a request then fails, to say why."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, str] = {}
+        self._settings: dict[str, KafkaSettings] = {}
+
+    def watch(self, settings: KafkaSettings) -> None:
+        """Remember how a client reaches `settings.bootstrap_servers`, to diagnose it."""
+        with self._lock:
+            self._settings[settings.bootstrap_servers] = settings
+
+    def note(self, bootstrap: str, error: KafkaError) -> None:
+        if error.code() in (KafkaError._SSL, KafkaError._AUTHENTICATION) or _REFUSED.search(
+            error.str()
+        ):
+            with self._lock:
+                self._last[bootstrap] = error.str()
+
+    def reason(self, bootstrap: str) -> str | None:
+        with self._lock:
+            return self._last.get(bootstrap)
+
+    def settings(self, bootstrap: str) -> KafkaSettings | None:
+        with self._lock:
+            return self._settings.get(bootstrap)
+
+
+REFUSALS = _Refusals()
+
+
+def _noting(bootstrap: str, error_cb: Callable[[KafkaError], None]) -> Callable[[KafkaError], None]:
+    def on_error(error: KafkaError) -> None:
+        REFUSALS.note(bootstrap, error)
+        error_cb(error)
+
+    return on_error
+
+
 def client_config(
     settings: KafkaSettings, defaults: Mapping[str, Any], **callbacks: Any
 ) -> dict[str, Any]:
     """librdkafka settings for one client, by the one rule every client follows: our
     connection settings, then the role's `defaults`, then the user's `kafka.extra` on top;
-    `callbacks` (error_cb, on_commit: code, not settings) are added last."""
+    `callbacks` (error_cb, on_commit: code, not settings) are added last. Every client's
+    errors are also noted, so that a refused TLS or SASL handshake can be named."""
+    error_cb = callbacks.get("error_cb", _silence)
+    callbacks = {**callbacks, "error_cb": _noting(settings.bootstrap_servers, error_cb)}
+    REFUSALS.watch(settings)
     return {**settings.client_config(), **defaults, **settings.extra, **callbacks}
+
+
+def refused(bootstrap: str) -> KafkaRefused | None:
+    """The error to stop with if the cluster refused our connections (TLS, SASL)."""
+    reason = REFUSALS.reason(bootstrap)
+    if reason is None:
+        return None
+    reason = _short(reason)
+    settings = REFUSALS.settings(bootstrap)
+    if "certificate verify failed" in reason.lower() and settings is not None:
+        why = _certificate_problem(settings)
+        if why is not None:
+            reason = f"certificate verify failed: the broker's certificate {why}"
+    return KafkaRefused(
+        f"Kafka at {bootstrap} refused the connection: {reason}",
+        hint="check kafka.security_protocol, kafka.ssl_ca_file, kafka.ssl_cert_file, "
+        "kafka.ssl_key_file and the SASL settings",
+    )
+
+
+def _certificate_problem(settings: KafkaSettings) -> str | None:
+    """OpenSSL's own words for why the first bootstrap server's certificate fails (a name
+    that does not match, an unknown issuer), which librdkafka's message leaves out: one TLS
+    handshake made with the configured CA, as librdkafka makes it."""
+    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        ca = str(settings.ssl_ca_file) if settings.ssl_ca_file is not None else None
+        context = ssl.create_default_context(cafile=ca)
+        with (
+            socket.create_connection((host, int(port)), timeout=3) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        message = str(exc.verify_message or exc)
+        if "mismatch" in message.lower():
+            return f"does not match {host} ({message.rstrip('.')})"
+        return f"is not trusted ({message})"
+    except (OSError, ValueError):
+        return None
+
+
+def _short(reason: str) -> str:
+    """librdkafka's reason without its `ssl://host:port/id: ` prefix and timing suffix."""
+    reason = re.sub(r"^\S+://\S+?: ", "", reason)
+    return re.sub(r" \(after \d+ms in state \w+\)$", "", reason)
 
 
 def describe(error: KafkaError | KafkaException | Exception) -> str:
@@ -70,10 +177,15 @@ def describe(error: KafkaError | KafkaException | Exception) -> str:
     return str(error)
 
 
-def wrap(error: KafkaException, doing: str, bootstrap: str) -> KafkaUnavailable | KafkaFailure:
+def wrap(
+    error: KafkaException, doing: str, bootstrap: str
+) -> KafkaUnavailable | KafkaFailure | KafkaRefused:
     """Turn a librdkafka exception into our error, unavailable or not."""
     inner = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
     if inner is not None and inner.code() in UNAVAILABLE_CODES:
+        refusal = refused(bootstrap)
+        if refusal is not None:
+            return refusal
         return KafkaUnavailable(
             f"cannot reach Kafka at {bootstrap} while {doing}: {describe(inner)}",
             hint="is the broker running? `clickstream stack up` starts a local one",
@@ -90,21 +202,39 @@ def admin(settings: KafkaSettings) -> AdminClient:
     return AdminClient(client_config(settings, {}, error_cb=_silence))
 
 
-def topic_partitions(client: Any, bootstrap: str, topic: str) -> int | None:
-    """The partition count of `topic`, or None if it does not exist; fails if unreachable."""
-    try:
-        metadata = client.list_topics(timeout=CONNECT_TIMEOUT)
-    except KafkaException as exc:
-        raise wrap(exc, "reading cluster metadata", bootstrap) from None
+def topic_partitions(
+    client: Any, bootstrap: str, topic: str, *, subscribed: bool = False
+) -> int | None:
+    """The partition count of `topic`, or None if it does not exist; fails if unreachable,
+    and at once, with librdkafka's reason, if the cluster refuses our connections.
+
+    Between attempts the client's `poll` serves the error callbacks that say why a
+    connection was refused; not for a `subscribed` consumer, whose poll would take a
+    message out of the loop's hands."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        began = time.monotonic()
+        try:
+            metadata = client.list_topics(timeout=min(1.0, max(deadline - began, 0.1)))
+            break
+        except KafkaException as exc:
+            if not subscribed:
+                client.poll(0)  # error callbacks: a refused handshake says why
+            refusal = refused(bootstrap)
+            if refusal is not None:
+                raise refusal from None
+            if time.monotonic() >= deadline:
+                raise wrap(exc, "reading cluster metadata", bootstrap) from None
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return None
     return len(found.partitions)
 
 
-def require_topic(client: Any, bootstrap: str, topic: str) -> int:
+def require_topic(client: Any, bootstrap: str, topic: str, *, subscribed: bool = False) -> int:
     """The partition count of an existing topic; a clear error if it is missing."""
-    partitions = topic_partitions(client, bootstrap, topic)
+    partitions = topic_partitions(client, bootstrap, topic, subscribed=subscribed)
     if partitions is None:
         raise KafkaFailure(
             f"topic {topic!r} does not exist on {bootstrap}",

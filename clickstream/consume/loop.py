@@ -292,7 +292,9 @@ class EventConsumer:
 
     def _group_offsets(self) -> GroupOffsets:
         """The group's committed offset and lag per partition of the topic read."""
-        found = status.read_offsets(self._consumer, self._kafka.bootstrap_servers, self._source)
+        found = status.read_offsets(
+            self._consumer, self._kafka.bootstrap_servers, self._source, subscribed=True
+        )
         return {p.partition: (p.committed, p.lag) for p in found}
 
     def _fatal_failure(self) -> KafkaFailure:

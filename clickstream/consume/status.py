@@ -70,9 +70,11 @@ def offsets(settings: KafkaSettings, topic: str, group: str) -> list[PartitionSt
             reader.close()
 
 
-def read_offsets(client: Any, bootstrap: str, topic: str) -> list[PartitionStatus]:
-    """`offsets`, read through a consumer of the group that exists already."""
-    count = kafka.require_topic(client, bootstrap, topic)
+def read_offsets(
+    client: Any, bootstrap: str, topic: str, *, subscribed: bool = False
+) -> list[PartitionStatus]:
+    """`offsets`, read through a consumer of the group (`subscribed`, if it reads)."""
+    count = kafka.require_topic(client, bootstrap, topic, subscribed=subscribed)
     wanted = [TopicPartition(topic, p) for p in range(count)]
     try:
         committed = {

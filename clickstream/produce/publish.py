@@ -44,9 +44,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def producer_config(settings: KafkaSettings) -> dict[str, Any]:
+def producer_config(settings: KafkaSettings, **callbacks: Any) -> dict[str, Any]:
     """librdkafka settings of the events producer: ours, then the user's on top."""
-    return kafka.client_config(settings, PRODUCER_DEFAULTS)
+    return kafka.client_config(settings, PRODUCER_DEFAULTS, **callbacks)
 
 
 #: How often the progress callback may run, in seconds.
@@ -113,11 +113,7 @@ class KafkaSink:
         self._stats = stats
         self._topic = topic
         self._bootstrap = settings.bootstrap_servers
-        conf = {
-            **producer_config(settings),
-            "on_delivery": self._on_delivery,
-            "error_cb": self._on_error,
-        }
+        conf = producer_config(settings, on_delivery=self._on_delivery, error_cb=self._on_error)
         self._producer = Producer(conf)
         kafka.require_topic(self._producer, self._bootstrap, topic)
         # librdkafka answers that first metadata request from the bootstrap connection and

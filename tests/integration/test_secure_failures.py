@@ -183,12 +183,6 @@ def _gaps(
 #: product is fixed: its test then XPASSes, which fails the suite until the entry goes.
 KNOWN_GAPS: dict[tuple[str, str, str], str] = {
     **_gaps(
-        KAFKA_TLS,
-        ("exit code", "service and reason"),
-        "a TLS handshake failure with Kafka is reported as an unreachable broker (exit 3, "
-        "'Broker transport failure'), without the TLS reason",
-    ),
-    **_gaps(
         OPENSEARCH_TLS,
         ("exit code",),
         "a certificate failure is reported as 'cannot reach OpenSearch' (exit 3)",
