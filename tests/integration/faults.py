@@ -162,7 +162,9 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "CLICKSTREAM_KAFKA__GROUP_ID": kafka.group_id,
             "CLICKSTREAM_OPENSEARCH__URL": search.url,
             "CLICKSTREAM_OPENSEARCH__INDEX_PREFIX": search.index_prefix,
-            "CLICKSTREAM_CONFIG": "/nonexistent/clickstream.toml",
+            # Empty: no file named, so only the default path (under the process's workdir,
+            # absent) is looked at; a named file that is missing is an error.
+            "CLICKSTREAM_CONFIG": "",
         }
     )
     env.update(extra)
