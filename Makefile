@@ -16,10 +16,11 @@ install: $(BIN)/clickstream ## create .venv with clickstream, the local stack an
 demo: install ## run the whole pipeline on the local stack
 	$(BIN)/clickstream demo
 
-lint: install ## ruff and mypy --strict
-	$(BIN)/ruff check clickstream tests bench
-	$(BIN)/ruff format --check clickstream tests bench
+lint: install ## ruff, mypy --strict and the import contracts (pyproject.toml)
+	$(BIN)/ruff check clickstream tests bench dashboards
+	$(BIN)/ruff format --check clickstream tests bench dashboards
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: lint ## lint, type-check, then every test (unit, integration, end to end)
 	$(BIN)/pytest

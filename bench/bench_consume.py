@@ -56,6 +56,8 @@ from clickstream.sinks.opensearch import client as opensearch
 from clickstream.stack import local as stack
 
 CLI = str(Path(sys.executable).parent / "clickstream")
+#: A configuration with nothing in it: the consume runs read only their environment.
+EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "empty.toml"
 START = "2026-03-01T08:00:00+00:00"
 BATCH = 2000
 _COMMIT_ENV = "CLICKSTREAM_CONSUMER__COMMIT_INTERVAL"
@@ -155,7 +157,7 @@ def _env(settings: Settings, group: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM_")}
     env.update(
         {
-            "CLICKSTREAM_CONFIG": "/nonexistent/clickstream.toml",
+            "CLICKSTREAM_CONFIG": str(EMPTY_CONFIG),
             "CLICKSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
             "CLICKSTREAM_KAFKA__TOPIC": settings.kafka.topic,
             "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,

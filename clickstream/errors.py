@@ -79,6 +79,16 @@ class Interrupted(ClickstreamError):
     exit_code = ExitCode.INTERRUPTED
 
 
+class MemberFenced(KafkaFailure):
+    """Another consumer took this one's `group.instance.id`: two consumers share an id."""
+
+    exit_code = ExitCode.USAGE
+
+
+class GroupStalled(KafkaFailure):
+    """`--until-idle` cannot report success: no partitions came, or nobody reads them."""
+
+
 class SinkRefused(ClickstreamError):
     """A sink's store refuses the batch for a reason that is not the events' fault (the
     index, its template, a block, a permission): stop, commit nothing, dead-letter nothing;

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from clickstream import logs
-from clickstream.deadletters.letter import MAX_REASON
 
 # Outages are the consumer's to report: their lines keep the consumer's component name.
 log = logs.get("consumer")
 
 #: While a service stays unavailable, how often the consumer says so again.
 OUTAGE_LOG_EVERY = 30.0
+#: How much of a service's problem an outage line shows.
+MAX_PROBLEM = 1000
 
 
 class Outage:
@@ -54,7 +55,7 @@ class Outage:
             log.error(
                 "service unavailable; consumption paused until it is back",
                 service=self.service,
-                problem=problem[:MAX_REASON],
+                problem=problem[:MAX_PROBLEM],
                 **context,
             )
         elif now - self._said >= self.every:
@@ -63,7 +64,7 @@ class Outage:
                 "service still unavailable",
                 service=self.service,
                 seconds=round(now - self.since),
-                problem=problem[:MAX_REASON],
+                problem=problem[:MAX_PROBLEM],
                 **context,
             )
 

@@ -294,6 +294,9 @@ class ConsumerSettings(_Section):
     retry_initial: float = Field(default=0.2, gt=0)
     retry_max: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=8, ge=1)
+    #: Join the group as a static member with an id claimed per host and slot, so that a
+    #: consumer restarted after a crash takes its partitions back at once (see README).
+    static_membership: bool = True
 
 
 class StackSettings(_Section):

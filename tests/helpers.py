@@ -48,7 +48,7 @@ def make_message(
     topic: str = "events",
     partition: int = 0,
     offset: int = 0,
-    headers: list[tuple[str, bytes]] | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
 ) -> Message:
     """A Kafka message as the consumer gets it, keyed `k`, without a broker."""
     return Message(

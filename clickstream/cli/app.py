@@ -1,7 +1,9 @@
 """The `clickstream` command: the app, its global options, and where every command is wired in.
 
-Commands stay thin and live by theme in `cli_pipeline`, `cli_stack` and `cli_dashboards`;
-what they share is in `cli_context`. This is the one place errors become exit codes.
+Commands stay thin and live by theme in `pipeline`, `stack` and `dashboards`; what they
+share is in `context`. Each command imports what it needs when it runs, so that `--help`
+and a small command start fast: nothing here pulls Kafka, OpenSearch or Faker at import.
+This is the one place errors become exit codes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Annotated
 
 import typer
 
-from clickstream import __version__
 from clickstream.cli import context, dashboards, pipeline, stack
 from clickstream.errors import ClickstreamError, Interrupted
 
@@ -50,6 +51,8 @@ class LogLevel(StrEnum):
 
 def _version(value: bool) -> None:
     if value:
+        from clickstream import __version__  # noqa: PLC0415 - reading metadata is slow
+
         context.terminal.stdout.write(f"clickstream {__version__}\n")
         raise typer.Exit
 

@@ -1,7 +1,7 @@
 """What the commands of `clickstream` share: the global options, the terminal, the settings
 with a command's flags on top, stopping on signals, and the options several commands take.
 
-Commands reach the terminal as `cli_context.terminal`, never by importing the name, so that a
+Commands reach the terminal as `context.terminal`, never by importing the name, so that a
 test that replaces it here replaces it for every command.
 """
 
@@ -12,14 +12,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from clickstream import logs
 from clickstream.cli.terminal import Terminal
 from clickstream.errors import Interrupted
-from clickstream.settings import Settings, load_settings, plaintext_secrets
+
+if TYPE_CHECKING:
+    from clickstream.settings import Settings
 
 terminal = Terminal()
 
@@ -37,6 +38,10 @@ state = State()
 def settings(**overrides: Any) -> Settings:
     """The settings with the global options and then `overrides` (a command's flags) on top;
     logging is set up as they say."""
+    # pydantic and structlog are imported here, when a command runs, not for `--help`.
+    from clickstream import logs  # noqa: PLC0415
+    from clickstream.settings import load_settings, plaintext_secrets  # noqa: PLC0415
+
     loaded = load_settings(state.config, {"log_level": state.log_level, **overrides})
     logs.configure(loaded.log_level)
     for problem in plaintext_secrets(loaded):

@@ -1,7 +1,7 @@
 """`clickstream dashboards` (import, export, render) and `clickstream report`: the
 dashboard's saved objects, and its numbers drawn offline or in the terminal.
 
-`cli.py` registers `report`; `dashboards` is a group of its own.
+`app.py` registers `report`; `dashboards` is a group of its own.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The commands that run the pipeline and look after it: `setup`, `produce`, `consume`,
 `status`, `dlq replay`, and `demo`, which runs them all on the local stack.
 
-`cli.py` registers the top-level ones; `dlq` is a group of its own.
+`app.py` registers the top-level ones; `dlq` is a group of its own.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from clickstream import logs
-from clickstream.cli import context, jobs, summaries
+from clickstream.cli import context, summaries
 from clickstream.cli.context import Bootstrap, IndexPrefix, SearchUrl, Topic
 from clickstream.errors import ConfigError, ExitCode
 
@@ -38,6 +37,8 @@ def setup(
         kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "partitions": partitions},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )
+    from clickstream.cli import jobs  # noqa: PLC0415 - Kafka and OpenSearch clients: slow
+
     changes = jobs.setup(settings)
     context.terminal.say(summaries.setup_lines(changes))
 
@@ -103,6 +104,7 @@ def produce(
 
     Runs until --count, --duration, the end of a backfill, or Ctrl-C (which flushes what is
     in flight first)."""
+    from clickstream import logs  # noqa: PLC0415
     from clickstream.produce import publish  # noqa: PLC0415
     from clickstream.simulate import scenarios  # noqa: PLC0415
     from clickstream.simulate.simulator import Simulator  # noqa: PLC0415
@@ -215,6 +217,8 @@ def consume(
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
         consumer={"batch_size": batch_size, "batch_timeout": batch_timeout},
     )
+    from clickstream.cli import jobs  # noqa: PLC0415
+
     with context.stop_on_signals() as stop:
         if workers > 1:
             from clickstream.consume import workers as pool  # noqa: PLC0415
@@ -240,6 +244,7 @@ def status(
 ) -> None:
     """Where consumption stands: per partition the group's committed offset, the end offset
     and the lag; the documents in the index; the messages in the dead-letter topic."""
+    from clickstream.cli import jobs  # noqa: PLC0415
     from clickstream.consume import status as state_of  # noqa: PLC0415
 
     settings = context.settings(
@@ -269,6 +274,7 @@ def dlq_replay(
 ) -> None:
     """Try the dead-letter topic's messages again (after a fix), up to its end now: each is
     indexed or dead-lettered again with its reason, and the counts add up as in `consume`."""
+    from clickstream.cli import jobs  # noqa: PLC0415
     from clickstream.consume import replay  # noqa: PLC0415
 
     settings = context.settings(
@@ -291,6 +297,8 @@ def demo(
 ) -> None:
     """The whole pipeline on the local stack: stack up, setup, produce, consume until idle,
     then show what is now in OpenSearch. The stack keeps running afterwards."""
+    from clickstream import logs  # noqa: PLC0415
+
     settings = context.settings(simulation={"seed": seed})
     if context.state.log_level is None:  # the demo narrates itself; logs only for trouble
         logs.configure("warning")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clickstream.cli import context, summaries
-from clickstream.settings import Settings
+
+if TYPE_CHECKING:
+    from clickstream.settings import Settings
 
 stack_app = typer.Typer(
     help="Start, stop and inspect the local broker and search server.", no_args_is_help=True

@@ -9,19 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import orjson
 from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 from clickstream.logs import printable
 
@@ -73,6 +68,15 @@ class Terminal:
         if not self.interactive:
             yield ProgressLine(None, None)
             return
+        from rich.progress import (  # noqa: PLC0415 - only a terminal draws a bar
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         columns = [
             TextColumn("{task.description}"),
             BarColumn(),

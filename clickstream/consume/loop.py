@@ -1,6 +1,9 @@
 """The consume loop: poll, assemble batches, pause and resume, rebalances, stop and idle.
 
-A batch is handed to `clickstream.consume.batch` and its offsets are committed by
+A consumer joins its group as a static member by default (`clickstream.consume.membership`),
+so that a restart after a crash takes its partitions back at once; `--until-idle` counts
+only time caught up (`clickstream.consume.idle`). A batch is handed to
+`clickstream.consume.batch` and its offsets are committed by
 `clickstream.consume.offsets` only once every message of it is stored or dead-lettered, so
 a crash at any point replays (never loses) messages. While the sink or the broker is
 unavailable, the loop keeps the in-flight batch, pauses its partitions (nothing more is
@@ -22,12 +25,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from clickstream import kafka, logs
+from clickstream.consume import membership, status
 from clickstream.consume.batch import Abandon, BatchHandler, ConsumeStats
+from clickstream.consume.idle import CaughtUp, GroupOffsets, UntilIdle
 from clickstream.consume.offsets import Offsets
 from clickstream.consume.pending import Pending
 from clickstream.consume.rests import PartitionRests
 from clickstream.deadletters import producer as dead_letters
-from clickstream.errors import KafkaFailure
+from clickstream.errors import KafkaFailure, MemberFenced
 from clickstream.kafka import PartitionKey
 from clickstream.retry import OUTAGE_LOG_EVERY, Outage
 from clickstream.settings import KafkaSettings, Settings
@@ -66,6 +71,8 @@ WRITING_POLL = 0.005
 FULL_PATIENCE = 5.0
 #: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
 KAFKA_PROBE_EVERY = 2.0
+#: How long a stopping consumer waits for its partitions to be revoked as it leaves.
+LEAVE_GRACE = 5.0
 
 #: Builds the Kafka consumer from the callbacks the loop needs (`error_cb`, `on_commit`).
 ConsumerFactory = Callable[..., Consumer]
@@ -73,9 +80,14 @@ ConsumerFactory = Callable[..., Consumer]
 ProducerFactory = Callable[..., dead_letters.KafkaProducer]
 
 
-def make_consumer(settings: KafkaSettings, **callbacks: Any) -> Consumer:
-    """The librdkafka consumer of the configured group, with the loop's callbacks."""
+def make_consumer(
+    settings: KafkaSettings, *, instance_id: str | None = None, **callbacks: Any
+) -> Consumer:
+    """The librdkafka consumer of the configured group, with the loop's callbacks; a static
+    member named `instance_id` if given (`kafka.extra` may name it instead)."""
     defaults = {**CONSUMER_DEFAULTS, "group.id": settings.group_id}
+    if instance_id is not None:
+        defaults[membership.INSTANCE_ID] = instance_id
     return Consumer(kafka.client_config(settings, defaults, **callbacks))
 
 
@@ -107,11 +119,24 @@ class EventConsumer:
         self._inflight: set[PartitionKey] = set()
         self.revoked: set[PartitionKey] = set()
         self._paused = False
+        self._track_idle = False
         self._stop = threading.Event()
         self.kafka_outage = Outage("kafka", clock=clock)
         self._warned: dict[int, float] = {}
-        build = consumer or (lambda **cb: make_consumer(settings.kafka, **cb))
-        self._consumer = build(error_cb=self._on_error, on_commit=self._on_commit)
+        self._fatal: KafkaError | None = None
+        self._group = settings.kafka.group_id
+        self.caught_up_since = CaughtUp(self._group, clock)
+        #: This consumer's static member id, claimed for it unless `kafka.extra` names one
+        #: or `consumer.static_membership` is off; None: a dynamic member.
+        self._claim: membership.Claim | None = None
+        self.instance_id = settings.kafka.extra.get(membership.INSTANCE_ID)
+        if consumer is None:
+            if self.instance_id is None and self._cfg.static_membership:
+                self._claim = membership.claim(self._group)
+                self.instance_id = self._claim.instance_id
+            instance = self.instance_id if self._claim is not None else None
+            consumer = lambda **cb: make_consumer(settings.kafka, instance_id=instance, **cb)  # noqa: E731
+        self._consumer = consumer(error_cb=self._on_error, on_commit=self._on_commit)
         self._rests = PartitionRests(self._consumer, clock=clock)
         rng = random.Random()
         self._offsets = Offsets(
@@ -138,6 +163,9 @@ class EventConsumer:
     # -- Kafka callbacks -------------------------------------------------------------------
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = self._fatal or error  # raised by the loop, on its own thread
+            return
         if error.code() in kafka.UNAVAILABLE_CODES:
             self.kafka_outage.failed(kafka.describe(error), bootstrap=self._kafka.bootstrap_servers)
             return
@@ -150,9 +178,14 @@ class EventConsumer:
                 error=kafka.describe(error),
             )
 
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A rebalance is over: these are ours (librdkafka assigns them after this)."""
+        self.caught_up_since.assign(PartitionKey(tp.topic, tp.partition) for tp in partitions)
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Abandon (never half-commit) the pending messages of partitions we lose."""
         lost = {PartitionKey(tp.topic, tp.partition) for tp in partitions}
+        self.caught_up_since.revoke(lost)
         dropped = self._pending.drop(lost)
         if dropped:
             self.stats.abandoned += dropped
@@ -183,13 +216,34 @@ class EventConsumer:
     def run(
         self, *, until_idle: float | None = None, stop: threading.Event | None = None
     ) -> ConsumeStats:
-        """Consume until `stop` is set or, with `until_idle`, no message came for that long."""
+        """Consume until `stop` is set or, with `until_idle`, the consumer has been caught up
+        (every assigned partition read to its end) for that long."""
         self._stop = stop = stop or threading.Event()
         bootstrap, pending, cfg = self._kafka.bootstrap_servers, self._pending, self._cfg
         kafka.require_topic(self._consumer, bootstrap, self._source)
         kafka.require_topic(self._consumer, bootstrap, self._kafka.dlq_topic)
-        self._consumer.subscribe([self._source], on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        last_message_at = self._clock()
+        self._consumer.subscribe(
+            [self._source],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info(
+            "joining group",
+            group=self._group,
+            topic=self._source,
+            instance=self.instance_id or "(dynamic member)",
+        )
+        self._track_idle = until_idle is not None
+        idle = self.caught_up_since
+        finish = UntilIdle(
+            idle,
+            until_idle or 0.0,
+            topic=self._source,
+            group=self._group,
+            consumed=lambda: self.stats.consumed,
+            read_offsets=self._group_offsets,
+        )
         try:
             while not stop.is_set() and not pending.read_to_the_end():
                 # At least one: messages that came while a batch was written may fill this one.
@@ -201,25 +255,22 @@ class EventConsumer:
                     self._rests.tick()
                 if self.kafka_outage.active:
                     self._probe_kafka(added, now)
-                if added or self.kafka_outage.active:  # an outage is not idleness
-                    last_message_at = now
+                    idle.busy()  # an outage is not idleness
+                idle.tick(pending=bool(len(pending)))
                 if len(pending) and (
                     len(pending) >= cfg.batch_size
                     or now - pending.started >= cfg.batch_timeout
                     or pending.read_to_the_end(pending=True)
                 ):
                     self._process(pending.take(cfg.batch_size, now))
-                    last_message_at = self._clock()
-                elif (
-                    until_idle is not None
-                    and not len(pending)
-                    and now - last_message_at >= until_idle
-                ):
+                elif until_idle is not None and not len(pending) and finish.over():
                     log.info("idle; stopping", idle_seconds=until_idle)
                     break
             if len(pending):
                 self._process(pending.take(cfg.batch_size, self._clock()))
             self._offsets.commit()
+            if until_idle is not None and not stop.is_set():
+                finish.check()
         finally:
             self.stats.finished = self._clock()
             self.close()
@@ -228,11 +279,35 @@ class EventConsumer:
     def _poll(self, *, num_messages: int, timeout: float) -> list[Message]:
         """Up to `num_messages` messages (and events), waiting at most `timeout`."""
         try:
-            return self._consumer.consume(num_messages=num_messages, timeout=timeout)
+            messages = self._consumer.consume(num_messages=num_messages, timeout=timeout)
         except KafkaException as exc:
-            raise kafka.wrap(
-                exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
-            ) from None
+            if self._fatal is None:
+                raise kafka.wrap(
+                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
+                ) from None
+            messages = []
+        if self._fatal is not None:
+            raise self._fatal_failure()
+        return messages
+
+    def _group_offsets(self) -> GroupOffsets:
+        """The group's committed offset and lag per partition of the topic read."""
+        found = status.read_offsets(self._consumer, self._kafka.bootstrap_servers, self._source)
+        return {p.partition: (p.committed, p.lag) for p in found}
+
+    def _fatal_failure(self) -> KafkaFailure:
+        """The error a fatal librdkafka error stops the consumer with."""
+        assert self._fatal is not None  # noqa: S101 - only called once one happened
+        text = kafka.describe(self._fatal)
+        if "fenced" in text.lower():
+            return MemberFenced(
+                f"another consumer joined group {self._group!r} with this consumer's "
+                f"group.instance.id {self.instance_id!r}, and the broker fenced this one out: "
+                f"{text}",
+                hint="give each consumer its own kafka.extra group.instance.id, or leave it "
+                "unset: each consumer then claims one of its own",
+            )
+        return KafkaFailure(f"fatal consumer error: {text}")
 
     def _probe_kafka(self, added: int, now: float) -> None:
         """During a Kafka outage: is the broker back? Messages say so; else ask, now and then."""
@@ -247,10 +322,24 @@ class EventConsumer:
         self.kafka_outage.recovered()
 
     def close(self) -> None:
-        """Leave the group (its partitions go to the others at once)."""
+        """Leave the group: its partitions go to the others at once."""
         with contextlib.suppress(KafkaException, RuntimeError):  # already closed
+            self._leave_group()
             self._consumer.close()
         self._batches.close()
+        if self._claim is not None:
+            self._claim.release()
+
+    def _leave_group(self) -> None:
+        """Unsubscribe and wait for the partitions to go before closing. librdkafka's close
+        alone does not leave the group for a static member (KIP-345: it keeps its place for
+        its restart); unsubscribing does. So a stop hands the partitions over at once, and
+        only a crash keeps them waiting, for the crashed consumer's restart."""
+        self._consumer.unsubscribe()
+        deadline = self._clock() + LEAVE_GRACE
+        while self._consumer.assignment() and self._clock() < deadline:
+            self._consumer.poll(0.05)  # serves the revocation; nothing more is handled
+        self._consumer.poll(0.05)  # lets the leave request go out
 
     def _on_event(self, msg: Message) -> None:
         """Handle what `consume` returned that is not a message: an error or an event."""
@@ -259,11 +348,14 @@ class EventConsumer:
             return
         if error.code() == KafkaError._PARTITION_EOF:
             topic, partition = msg.topic(), msg.partition()
-            if not self._paused and topic is not None and partition is not None:
-                self._rests.reached_end(topic, partition)
+            if topic is not None and partition is not None:
+                self.caught_up_since.reached_end(PartitionKey(topic, partition))
+                if not self._paused:
+                    self._rests.reached_end(topic, partition)
             return
         if error.fatal():
-            raise KafkaFailure(f"fatal consumer error: {kafka.describe(error)}")
+            self._fatal = self._fatal or error
+            raise self._fatal_failure()
         self._on_error(error)
 
     def _add_pending(self, messages: list[Message], now: float) -> int:
@@ -275,8 +367,12 @@ class EventConsumer:
                 if msg.error() is not None:
                     self._on_event(msg)
         accepted = self._pending.add(accepted, now)
-        if accepted and self._rests.probing:
-            self._rests.received({PartitionKey.of(msg) for msg in accepted})
+        if accepted and (self._rests.probing or self._track_idle):
+            keys = {PartitionKey.of(msg) for msg in accepted}
+            if self._rests.probing:
+                self._rests.received(keys)
+            if self._track_idle:
+                self.caught_up_since.received(keys)
         return len(accepted)
 
     # -- waiting while keeping the group membership ----------------------------------------

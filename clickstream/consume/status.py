@@ -62,25 +62,29 @@ def _reader(settings: KafkaSettings, group: str) -> Consumer:
 
 def offsets(settings: KafkaSettings, topic: str, group: str) -> list[PartitionStatus]:
     """Low, end and committed offset and the lag of `group` for each partition of `topic`."""
-    bootstrap = settings.bootstrap_servers
     reader = _reader(settings, group)
     try:
-        count = kafka.require_topic(reader, bootstrap, topic)
-        wanted = [TopicPartition(topic, p) for p in range(count)]
-        try:
-            committed = {
-                tp.partition: tp.offset
-                for tp in reader.committed(wanted, timeout=kafka.CONNECT_TIMEOUT)
-            }
-            marks = {
-                tp.partition: reader.get_watermark_offsets(tp, timeout=kafka.CONNECT_TIMEOUT)
-                for tp in wanted
-            }
-        except KafkaException as exc:
-            raise kafka.wrap(exc, f"reading offsets of {topic!r}", bootstrap) from None
+        return read_offsets(reader, settings.bootstrap_servers, topic)
     finally:
         with contextlib.suppress(KafkaException, RuntimeError):
             reader.close()
+
+
+def read_offsets(client: Any, bootstrap: str, topic: str) -> list[PartitionStatus]:
+    """`offsets`, read through a consumer of the group that exists already."""
+    count = kafka.require_topic(client, bootstrap, topic)
+    wanted = [TopicPartition(topic, p) for p in range(count)]
+    try:
+        committed = {
+            tp.partition: tp.offset
+            for tp in client.committed(wanted, timeout=kafka.CONNECT_TIMEOUT)
+        }
+        marks = {
+            tp.partition: client.get_watermark_offsets(tp, timeout=kafka.CONNECT_TIMEOUT)
+            for tp in wanted
+        }
+    except KafkaException as exc:
+        raise kafka.wrap(exc, f"reading offsets of {topic!r}", bootstrap) from None
     out = []
     for partition in range(count):
         low, end = marks[partition]

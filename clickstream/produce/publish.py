@@ -120,6 +120,12 @@ class KafkaSink:
         }
         self._producer = Producer(conf)
         kafka.require_topic(self._producer, self._bootstrap, topic)
+        # librdkafka answers that first metadata request from the bootstrap connection and
+        # then drops it for the brokers the answer names. The idempotent producer asks for its
+        # producer id in that gap, finds no broker up, and tries again only after a fixed
+        # 500 ms, so a short run idled half a second in `flush`. A second metadata request
+        # is answered by a named broker, and with it up the id is fetched at once.
+        kafka.topic_partitions(self._producer, self._bootstrap, topic)
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is None:  # only with delivery.report.only.error turned off

@@ -61,12 +61,11 @@ def stack_settings(
         opensearch_port=opensearch_port,
         state_dir=tmp_path_factory.mktemp("stack"),
     )
+    problem: str | None = None
     try:
         stack.up(settings, timeout=60.0)
     except StackError as exc:
         problem = str(exc)
-    else:
-        problem = None
     if problem is not None:  # outside the except: a chained traceback would add nothing
         unavailable(f"the local stack did not start: {problem}")
     try:

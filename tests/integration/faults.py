@@ -30,18 +30,9 @@ from clickstream.stack import local as stack
 from tests.helpers import port_below_ephemeral_range
 
 CLI = str(Path(sys.executable).parent / "clickstream")
+#: A configuration file with nothing in it: processes read only what their environment says.
+EMPTY_CONFIG = Path(__file__).resolve().parents[1] / "data" / "empty.toml"
 START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
-#: librdkafka settings for consumers whose broker goes away: notice it soon.
-FAST_GROUP = '{"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}'
-
-
-def static_member(name: str) -> str:
-    """librdkafka settings for a static group member (KIP-345) named `name`: a restarted
-    consumer with the same name takes its partitions over at once, without waiting for the
-    killed one's session to expire."""
-    return json.dumps(
-        {"group.instance.id": name, "session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
-    )
 
 
 class FaultyProxy:
@@ -162,9 +153,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "CLICKSTREAM_KAFKA__GROUP_ID": kafka.group_id,
             "CLICKSTREAM_OPENSEARCH__URL": search.url,
             "CLICKSTREAM_OPENSEARCH__INDEX_PREFIX": search.index_prefix,
-            # Empty: no file named, so only the default path (under the process's workdir,
-            # absent) is looked at; a named file that is missing is an error.
-            "CLICKSTREAM_CONFIG": "",
+            "CLICKSTREAM_CONFIG": str(EMPTY_CONFIG),
         }
     )
     env.update(extra)

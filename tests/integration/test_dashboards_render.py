@@ -14,6 +14,7 @@ import sys
 from collections import Counter, defaultdict
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def _bucket(when: dt.datetime, interval: str) -> str:
     return dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _top(counts: Counter[str], rows: list[list], size: int = 10) -> None:
+def _top(counts: Counter[str], rows: list[list[Any]], size: int = 10) -> None:
     """The rows are a top-`size` of `counts`: right values, and no larger value left out
     (ties at the cut may pick either key, as terms aggregations do)."""
     assert len(rows) == min(size, len(counts))
@@ -74,7 +75,7 @@ def _top(counts: Counter[str], rows: list[list], size: int = 10) -> None:
     assert [row[1] for row in rows] == sorted(counts.values(), reverse=True)[:size]
 
 
-def assert_matches(report: dict, events: list[Event]) -> None:
+def assert_matches(report: dict[str, Any], events: list[Event]) -> None:
     """Every chart of `report` (as JSON) holds what `events` say, computed here."""
     by_id = {chart["id"]: chart for chart in report["charts"]}
     assert len(by_id) == 8
@@ -116,12 +117,13 @@ def assert_matches(report: dict, events: list[Event]) -> None:
             assert distinct == len(people[title]), (vis_id, title)
 
 
-def _embedded(page: str) -> dict:
+def _embedded(page: str) -> dict[str, Any]:
     found = re.search(
         r'<script type="application/json" id="clickstream-data">(.*?)</script>', page, re.S
     )
     assert found is not None
-    return json.loads(found[1])
+    data: dict[str, Any] = json.loads(found[1])
+    return data
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

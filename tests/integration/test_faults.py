@@ -16,15 +16,14 @@ import pytest
 from clickstream.cli import jobs
 from clickstream.consume import status
 from tests.integration.faults import (
-    FAST_GROUP,
     Broker,
     FaultyProxy,
+    Process,
     doc_count,
     env_for,
     group_lag,
     produce_events,
     running,
-    static_member,
     wait_for,
 )
 from tests.integration.test_pipeline import indexed_ids
@@ -57,7 +56,7 @@ class TestSigkill:
         settings = make_settings()
         jobs.setup(settings)
         produced = produce_events(settings, 50_000, seed=11)
-        env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=static_member("indexer-0"))
+        env = env_for(settings)  # the user's defaults: no group.instance.id set by hand
         prefix = settings.opensearch.index_prefix
         rng = random.Random(20261122)
         args = ["consume", "--batch-size", "1000", "--batch-timeout", "0.5"]
@@ -65,11 +64,13 @@ class TestSigkill:
         while kills < KILLS:
             before = doc_count(opensearch_client, prefix)
             with running(args, env, tmp_path) as proc:
+
+                def indexing_or_exited(b: int = before, p: Process = proc) -> bool:
+                    return doc_count(opensearch_client, prefix) > b or not p.alive()
+
                 # Once it indexes, kill it at a random moment: mid-batch, mid-commit, ...
                 wait_for(
-                    lambda b=before, p=proc: (
-                        doc_count(opensearch_client, prefix) > b or not p.alive()
-                    ),
+                    indexing_or_exited,
                     90,
                     "indexing after a restart",
                     every=0.2,
@@ -149,7 +150,7 @@ class TestBrokerOutage:
             settings = make_settings(kafka={"bootstrap_servers": broker.address})
             jobs.setup(settings)
             produced = produce_events(settings, 10_000, seed=13)
-            env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
+            env = env_for(settings)
             prefix = settings.opensearch.index_prefix
             with running(["consume", "--batch-size", "500"], env, tmp_path) as proc:
                 wait_for(lambda: doc_count(opensearch_client, prefix) >= 2000, 90, "indexing")
@@ -190,7 +191,7 @@ class TestRebalance:
         settings = make_settings()
         jobs.setup(settings)
         produced = produce_events(settings, 12_000, seed=14)
-        env = env_for(settings, CLICKSTREAM_KAFKA__EXTRA=FAST_GROUP)
+        env = env_for(settings)
         prefix = settings.opensearch.index_prefix
         args = ["consume", "--batch-size", "500"]
         with running(args, env, tmp_path) as first:
@@ -237,7 +238,11 @@ class TestWorkers:
             assert proc.wait(timeout=90) == 0, proc.stderr()[-2000:]
             pids = proc.logged("workers started")[0]["pids"]
         for pid in pids:
-            wait_for(lambda pid=pid: not _alive(pid), 10, f"worker {pid} exiting")
+
+            def exited(pid: int = pid) -> bool:
+                return not _alive(pid)
+
+            wait_for(exited, 10, f"worker {pid} exiting")
         _assert_exactly(opensearch_client, settings, produced)
 
 

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from clickstream.cli import jobs
 from clickstream.consume import status

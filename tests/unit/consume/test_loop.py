@@ -7,9 +7,12 @@ import threading
 from typing import cast
 
 import orjson
-from confluent_kafka import Message
+import pytest
+from confluent_kafka import KafkaError, Message, TopicPartition
+from structlog.testing import capture_logs
 
 from clickstream.consume.loop import ConsumerFactory, EventConsumer
+from clickstream.errors import GroupStalled, MemberFenced
 from clickstream.kafka import PartitionKey
 from clickstream.settings import Settings
 from tests.helpers import make_event, make_message
@@ -89,13 +92,17 @@ class TestEventConsumer:
         consumer.triggers.append(
             (lambda: sink.writes == 2, lambda c: seen.append((set(c.paused), len(c.commits))))
         )
+
+        def after_the_commit(c: ScriptedConsumer) -> None:  # the poll after the batch is done
+            c.triggers.append((lambda: True, lambda c: seen.append((set(c.paused), 1))))
+
+        consumer.triggers.append((lambda: len(consumer.commits) == 1, after_the_commit))
         stats = loop.run(until_idle=1.0)
-        assert seen == [({P0, P1}, 0)]
+        assert seen == [({P0, P1}, 0), (set(), 1)]  # paused in the outage, resumed after
         assert sink.writes == 4
         assert len(sink.documents) == 4
         assert consumer.committed_offsets() == {P0: 4}
         assert stats.retried == 3
-        assert not consumer.paused
 
     def test_revoked_partitions_of_the_in_flight_batch_are_not_committed(self):
         """A rebalance while the batch waits for the sink: the revoked partition's messages
@@ -126,5 +133,94 @@ class TestEventConsumer:
         sink = MemorySink()
         loop, consumer, _ = make([[end_of("events", 0, 0)]], sink)
         loop.run(until_idle=1.0)
-        assert consumer.ever_paused == [P0]
-        assert not consumer.paused
+        assert consumer.ever_paused[0] == P0
+        # resumed when its rest was over, it found its end again and rested again
+        assert consumer.ever_paused.count(P0) >= 2
+
+
+class TestUntilIdle:
+    """`--until-idle` counts only time caught up, and never calls reading nothing a success
+    while the group has lag that nobody reads."""
+
+    def test_time_before_the_assignment_does_not_count(self):
+        """A group that assigns partitions only after 25 s: the run still reads them all."""
+        loop, consumer, _ = make([events(0, 3)], MemorySink())
+        consumer.assign_at = 25.0
+        stats = loop.run(until_idle=10.0)
+        assert stats.consumed == 3
+        assert consumer.committed_offsets() == {P0: 3}
+
+    def test_waiting_for_partitions_is_said_every_ten_seconds(self):
+        """While no partition is assigned, the consumer says so every 10 s, with its group."""
+        loop, consumer, _ = make([], MemorySink())
+        consumer.assign_at = 35.0
+        with capture_logs() as logged:
+            loop.run(until_idle=1.0)
+        waits = [e for e in logged if e["event"] == "waiting for partitions"]
+        assert [e["seconds"] // 10 for e in waits] == [1, 2, 3]
+        assert {e["group"] for e in waits} == {"clickstream-indexer"}
+
+    def test_no_assignment_at_all_fails(self):
+        """A group that never assigns partitions: the run fails, it does not report success."""
+        loop, consumer, _ = make([], MemorySink())
+        consumer.assign_at = None
+        with pytest.raises(GroupStalled, match="no partitions of 'events' were assigned"):
+            loop.run(until_idle=5.0)
+
+    def test_reading_nothing_while_others_hold_unread_partitions_fails(self):
+        """Assigned nothing to read while partition 1 has lag nobody reduces: not a success."""
+        loop, consumer, _ = make([], MemorySink())
+        consumer.owned, consumer.ends = (0,), {P1: 100}
+        with pytest.raises(GroupStalled, match=r"partitions \[1\] of 'events' have 100 messages"):
+            loop.run(until_idle=5.0)
+
+    def test_reading_nothing_while_another_member_reads_is_fine(self):
+        """Partition 1's lag shrinks meanwhile (another member reads it): the run succeeds."""
+        loop, consumer, _ = make([], MemorySink())
+        consumer.owned, consumer.ends = (0,), {P1: 100}
+        start = consumer.clock.now
+        consumer.triggers.append(
+            (
+                lambda: consumer.clock.now - start > 2.0,
+                lambda c: c.commits.append([TopicPartition("events", 1, 60)]),
+            )
+        )
+        assert loop.run(until_idle=5.0).consumed == 0
+
+    def test_a_stop_request_ends_the_wait(self):
+        """Waiting for partitions, a stop request ends the run without an error."""
+        loop, consumer, _ = make([], MemorySink())
+        consumer.assign_at = None
+        stop = threading.Event()
+        consumer.triggers.append((lambda: True, lambda _c: stop.set()))
+        consumer.assign_at = 0.0  # triggers run once assigned
+        assert loop.run(until_idle=5.0, stop=stop).consumed == 0
+
+
+class TestFencing:
+    """Two consumers with one static id: the one fenced out stops with a clear error."""
+
+    def test_a_fenced_consumer_stops(self):
+        """The broker's fatal 'fenced' error stops the loop with MemberFenced (exit 2)."""
+        loop, consumer, _ = make([events(0, 2)], MemorySink())
+        fenced = KafkaError(
+            KafkaError._FATAL,
+            "Fatal error: Broker: Static consumer fenced by other consumer with same "
+            "group.instance.id",
+            fatal=True,
+        )
+        consumer.triggers.append((lambda: True, lambda c: c.callbacks["error_cb"](fenced)))
+        with pytest.raises(MemberFenced, match="another consumer joined group") as caught:
+            loop.run(until_idle=5.0)
+        assert caught.value.exit_code == 2
+
+
+class TestLeaving:
+    """A stopping consumer leaves its group, so its partitions go to the others at once."""
+
+    def test_a_finished_run_unsubscribes_before_closing(self):
+        """After the last commit the consumer unsubscribes (a static member then leaves too)."""
+        loop, consumer, _ = make([events(0, 2)], MemorySink())
+        loop.run(until_idle=1.0)
+        assert consumer.left
+        assert consumer.committed_offsets() == {P0: 2}  # committed before leaving

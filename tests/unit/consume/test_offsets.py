@@ -7,6 +7,7 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from clickstream.consume.offsets import COMMIT_GRACE, Offsets, commit_offsets
+from clickstream.kafka import PartitionKey
 from clickstream.retry import Outage
 from clickstream.settings import ConsumerSettings
 from tests.helpers import make_message
@@ -140,7 +141,7 @@ class TestCommit:
         """A batch whose partition was revoked while it was indexed commits the others."""
         kafka = FakeKafka(None)
         offsets, _ = make_offsets(kafka)
-        offsets.handled(batch((0, 3), (1, 7)), revoked={(TOPIC, 1)})
+        offsets.handled(batch((0, 3), (1, 7)), revoked={PartitionKey(TOPIC, 1)})
         offsets.commit()
         assert kafka.commits == [{0: 4}]
 
@@ -149,7 +150,7 @@ class TestCommit:
         kafka = FakeKafka(None)
         offsets, _ = make_offsets(kafka)
         offsets.handled(batch((0, 3), (1, 7)), revoked=set())
-        assert offsets.revoked({(TOPIC, 1), (TOPIC, 2)}) == [(TOPIC, 1)]
+        assert offsets.revoked({PartitionKey(TOPIC, 1), PartitionKey(TOPIC, 2)}) == [(TOPIC, 1)]
         offsets.commit()
         assert kafka.commits == [{0: 4}]
 
@@ -186,7 +187,7 @@ class TestCommit:
         def revoke_on_third_poll() -> None:
             polls.append(1)
             if len(polls) == 3:
-                offsets.revoked({(TOPIC, 0)})
+                offsets.revoked({PartitionKey(TOPIC, 0)})
 
         offsets, _ = make_offsets(kafka, on_poll=revoke_on_third_poll)
         offsets.handled(batch((0, 1), (1, 1)), revoked=set())

@@ -7,6 +7,7 @@ from confluent_kafka import TopicPartition
 
 from clickstream.consume import rests
 from clickstream.consume.rests import PartitionRests
+from clickstream.kafka import PartitionKey
 
 
 class Recorder:
@@ -51,12 +52,12 @@ class TestPartitionRests:
         assert ("t", 0) in r.probing
         r.reached_end("t", 0)
         assert consumer.calls[-1] == ("pause", [("t", 0)])
-        assert r.resting[("t", 0)] == (clock.now + 2 * rests.FIRST, 2 * rests.FIRST)
+        assert r.resting[PartitionKey("t", 0)] == (clock.now + 2 * rests.FIRST, 2 * rests.FIRST)
         for _ in range(10):
             clock.now += rests.LONGEST
             r.tick()
             r.reached_end("t", 0)
-        assert r.resting[("t", 0)][1] == rests.LONGEST
+        assert r.resting[PartitionKey("t", 0)][1] == rests.LONGEST
 
     def test_a_probe_that_finds_nothing_is_forgotten(self):
         """A broker that holds the fetch open: after the probe time the partition is
@@ -71,7 +72,7 @@ class TestPartitionRests:
         assert not r.probing
         assert not r.resting
         r.reached_end("t", 1)
-        assert r.resting[("t", 1)][1] == rests.FIRST
+        assert r.resting[PartitionKey("t", 1)][1] == rests.FIRST
 
     def test_a_message_ends_the_probe(self):
         """Once a probed partition delivers, it is fetched normally again."""
@@ -79,7 +80,7 @@ class TestPartitionRests:
         r.reached_end("t", 2)
         clock.now += rests.FIRST
         r.tick()
-        r.received([("t", 2)])
+        r.received([PartitionKey("t", 2)])
         clock.now += 10 * rests.PROBE
         r.tick()
         assert consumer.calls[-1] == ("resume", [("t", 2)])
@@ -106,7 +107,7 @@ class TestPartitionRests:
         clock.now += rests.FIRST
         r.tick()
         r.reached_end("t", 2)
-        r.forget([("t", 0)])
+        r.forget([PartitionKey("t", 0)])
         assert set(r.probing) == {("t", 1)}
         assert set(r.resting) == {("t", 2)}
         r.clear()

@@ -18,7 +18,7 @@ from clickstream.sinks.opensearch.client import index_template
 ROOT = Path(__file__).resolve().parents[3]
 NDJSON = saved_objects.DEFAULT_FILE
 PROPERTIES = index_template("clickstream-events")["template"]["mappings"]["properties"]
-JSON_STRINGS = {
+JSON_STRINGS: dict[str, list[tuple[str, ...]]] = {
     "index-pattern": [("fields",)],
     "visualization": [
         ("visState",),
@@ -121,7 +121,7 @@ class TestSavedObjectFormat:
         (board,) = [o for o in objects if o["type"] == "dashboard"]
         panels = json.loads(board["attributes"]["panelsJSON"])
         assert len(panels) == 8
-        cells = set()
+        cells: set[tuple[int, int]] = set()
         for panel in panels:
             g = panel["gridData"]
             assert g["i"] == panel["panelIndex"]

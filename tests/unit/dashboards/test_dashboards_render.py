@@ -8,13 +8,15 @@ import io
 import json
 import re
 import struct
+import sys
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from clickstream.cli.summaries import dashboard_report
 from clickstream.dashboards import charts, html, saved_objects
-from clickstream.errors import ConfigError
+from clickstream.errors import ClickstreamError, ConfigError
 
 NDJSON = saved_objects.DEFAULT_FILE
 T0 = dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)
@@ -49,12 +51,13 @@ def report() -> charts.Report:
     return charts.Report("clickstream-events-*", span, T0 + dt.timedelta(hours=1), built)
 
 
-def _embedded(page: str) -> dict:
+def _embedded(page: str) -> dict[str, Any]:
     found = re.search(
         r'<script type="application/json" id="clickstream-data">(.*?)</script>', page, re.S
     )
     assert found is not None
-    return json.loads(found[1])
+    data: dict[str, Any] = json.loads(found[1])
+    return data
 
 
 class TestHtml:
@@ -98,7 +101,14 @@ class TestHtml:
             html.write(report, blocker / "report.html")
 
 
+@pytest.fixture
+def vl_convert() -> None:
+    """--png draws with vl-convert-python, from the `report` extra (in `dev`, so CI has it)."""
+    pytest.importorskip("vl_convert", reason="--png needs the `report` extra (vl-convert-python)")
+
+
 class TestPng:
+    @pytest.mark.usefixtures("vl_convert")
     def test_png_is_a_real_image(self, report, tmp_path):
         """--png writes a PNG beside the HTML: signature, a page-sized IHDR, real content."""
         written = html.write(report, tmp_path / "report.html", png=True)
@@ -109,6 +119,13 @@ class TestPng:
         assert width > 1500
         assert height > 1500
         assert len(data) > 50_000
+
+    def test_without_the_report_extra_png_is_one_clear_error(self, report, monkeypatch):
+        """Without vl-convert-python, --png fails with one line naming the extra to install."""
+        monkeypatch.setitem(sys.modules, "vl_convert", None)  # `import vl_convert` raises
+        with pytest.raises(ClickstreamError, match="--png needs the vl-convert-python") as info:
+            html.png_report(report)
+        assert "clickstream[report]" in str(info.value)
 
 
 class TestTerminal:

@@ -76,7 +76,9 @@ class ScriptedProducer:
         return 0
 
 
-def _letter(value: bytes, offset: int = 0, headers: list[tuple[str, bytes]] | None = None):
+def _letter(
+    value: bytes, offset: int = 0, headers: list[tuple[str, str | bytes | None]] | None = None
+) -> DeadLetter:
     return DeadLetter(
         make_message(value, offset=offset, headers=headers), ErrorKind.INVALID_JSON, "not JSON"
     )
@@ -173,7 +175,7 @@ class TestOversizedLetters:
     def test_a_replayed_cut_letter_keeps_its_first_size_and_hash(self):
         """A cut letter replayed and dead-lettered again says the size and hash of the value
         it first had, not of the cut one."""
-        first = [
+        first: list[tuple[str, str | bytes | None]] = [
             ("clickstream.source.topic", b"events"),
             ("clickstream.source.partition", b"0"),
             ("clickstream.source.offset", b"5"),

@@ -63,7 +63,7 @@ class TestSerialization:
         """Each line parses as a valid Event whose own to_json gives back the same bytes."""
         config = scenarios.config(scenario, seed=21, start=START)
         values = [value for _, value in islice(Simulator(config).messages(), 12_000)]
-        kinds = Counter()
+        kinds: Counter[EventType] = Counter()
         for value in values:
             event = Event.from_json(value)
             assert event.to_json() == value

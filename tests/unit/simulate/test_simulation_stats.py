@@ -140,10 +140,10 @@ class TestSessions:
         total = sum(EXTERNAL_REFERRERS.values())
         for referrer, share in EXTERNAL_REFERRERS.items():
             assert abs(first[referrer] / first.total() - share / total) < 0.02, (referrer, first)
-        views = sum(later.values())
-        assert abs(later["previous page"] / views - 0.525) < 0.02, later
-        assert abs(later["home page"] / views - 0.225) < 0.02, later
-        assert abs(later["outside"] / views - 0.25) < 0.02, later
+        followed = sum(later.values())
+        assert abs(later["previous page"] / followed - 0.525) < 0.02, later
+        assert abs(later["home page"] / followed - 0.225) < 0.02, later
+        assert abs(later["outside"] / followed - 0.25) < 0.02, later
 
 
 class TestPopularity:
