@@ -93,3 +93,26 @@ class MemberFenced(KafkaFailure):
 
 class GroupStalled(KafkaFailure):
     """`--until-idle` cannot report success: no partitions came, or nobody reads them."""
+
+
+class SinkRefused(ClickstreamError):
+    """A sink's store refuses the batch for a reason that is not the events' fault (the
+    index, its template, a block, a permission): stop, commit nothing, dead-letter nothing;
+    the events stay in Kafka until the store is fixed."""
+
+
+class OpenSearchRefused(SinkRefused, OpenSearchFailure):
+    """OpenSearch refuses a batch because of its indices, templates or cluster, not the
+    events."""
+
+
+class OpenSearchForbidden(OpenSearchRefused):
+    """OpenSearch refuses our credentials or their permissions: the configuration's fault."""
+
+    exit_code = ExitCode.USAGE
+
+
+class TemplateMissing(OpenSearchRefused):
+    """The index template the daily indices need is not there: `clickstream setup` makes it."""
+
+    exit_code = ExitCode.USAGE

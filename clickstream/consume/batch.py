@@ -4,10 +4,15 @@ rest dead-lettered, counted, and its offsets noted for the next commit.
 Every message of a batch ends in exactly one of two places: stored by the sink, or in the
 dead-letter topic with headers saying why. Only then are its offsets noted; until then a
 crash or a revocation replays it, and a replay overwrites itself in the store.
+
+A batch the sink refuses for a reason that is not the events' fault (`SinkRefused`: the
+index, its template, a block, a permission) stops the consumer: none of it is noted or
+dead-lettered, so that it is read again once the store is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Callable
@@ -22,12 +27,12 @@ from clickstream.consume.decode import decode
 from clickstream.consume.offsets import Offsets
 from clickstream.deadletters.letter import DeadLetter, ErrorKind
 from clickstream.deadletters.producer import DeadLetterProducer
-from clickstream.errors import KafkaFailure
+from clickstream.errors import ClickstreamError, KafkaFailure
 from clickstream.events import Document
 from clickstream.kafka import PartitionKey
 from clickstream.retry import Outage, backoff_delay
 from clickstream.settings import ConsumerSettings
-from clickstream.sinks.base import Sink, SinkUnavailable, WriteResult
+from clickstream.sinks.base import Sink, SinkRefused, SinkUnavailable, WriteResult
 from clickstream.stats import RunClock
 
 log = logs.get("consumer")
@@ -127,7 +132,11 @@ class BatchHandler:
                 sources.append(msg)
         stored = retries = 0
         if documents:
-            result = self._write(documents, loop)
+            try:
+                result = self._write(documents, loop)
+            except SinkRefused as exc:
+                self._refused(batch, exc)
+                raise
             stored, retries = result.stored, result.retries
             letters.extend(
                 DeadLetter(sources[r.position], ErrorKind.REJECTED, r.reason)
@@ -144,6 +153,22 @@ class BatchHandler:
         if self._offsets.due(caught_up=loop.caught_up()):
             self._offsets.commit()
         self._count(len(batch), stored, len(letters), retries)
+
+    def _refused(self, batch: list[Message], exc: SinkRefused) -> None:
+        """The sink refused `batch`: leave it unnoted, and commit what earlier batches earned
+        so that only this one and what follows it are read again. The caller stops."""
+        log.warning(
+            "sink refused the batch; stopping without committing it",
+            sink=self._sink.name,
+            error_type=type(exc).__name__,
+            messages=len(batch),
+            first_partition=batch[0].partition(),
+            first_offset=batch[0].offset(),
+        )
+        # A failing commit must not hide the refusal: what it would have committed is
+        # replayed, over the same documents.
+        with contextlib.suppress(ClickstreamError):
+            self._offsets.commit()
 
     def _count(self, messages: int, stored: int, dead_lettered: int, retries: int) -> None:
         stats = self.stats

@@ -8,6 +8,7 @@ why, and where the message first came from, so that a replay keeps its origin.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -22,6 +23,16 @@ SOURCE_HEADERS = (
     "clickstream.source.partition",
     "clickstream.source.offset",
 )
+#: Headers of a dead letter whose value was cut to fit the broker's size limit: that it
+#: was, and the size and sha256 (hex) of the whole value, so that it can be found and told
+#: apart elsewhere (e.g. in the source topic, or the producer's logs).
+TRUNCATION_HEADERS = (
+    "clickstream.value.truncated",
+    "clickstream.value.size",
+    "clickstream.value.sha256",
+)
+
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class ErrorKind:
@@ -43,27 +54,49 @@ class DeadLetter:
     reason: str
 
 
-def dead_letter_headers(
-    letter: DeadLetter, now: dt.datetime
-) -> list[tuple[str, str | bytes | None]]:
+def _carried(msg: Message, names: tuple[str, ...]) -> Headers | None:
+    """The headers `names` of `msg`, in that order, if it has every one of them."""
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    found = {key: value for key, value in pairs if key in names}
+    if len(found) < len(names):
+        return None
+    return [(key, found[key]) for key in names]
+
+
+def dead_letter_headers(letter: DeadLetter, now: dt.datetime) -> Headers:
     """Headers that say why a message was dead-lettered and where it came from.
 
-    A message replayed from the dead-letter topic keeps the source it was first read from.
+    A message replayed from the dead-letter topic keeps the source it was first read from,
+    and, if its value was cut then, the headers that say so (see `truncation_headers`).
     """
     msg = letter.message
-    source: list[tuple[str, str | bytes | None]] = [
+    source: Headers = _carried(msg, SOURCE_HEADERS) or [
         ("clickstream.source.topic", str(msg.topic()).encode()),
         ("clickstream.source.partition", str(msg.partition()).encode()),
         ("clickstream.source.offset", str(msg.offset()).encode()),
     ]
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    original = {key: value for key, value in pairs if key in SOURCE_HEADERS}
-    if len(original) == len(SOURCE_HEADERS):
-        source = [(key, original[key]) for key in SOURCE_HEADERS]
     return [
         ("clickstream.error.kind", letter.kind.encode()),
         ("clickstream.error.reason", letter.reason[:MAX_REASON].encode()),
         *source,
         ("clickstream.failed_at", format_timestamp(now).encode()),
+        *(_carried(msg, TRUNCATION_HEADERS) or []),
+    ]
+
+
+def truncation_headers(msg: Message) -> Headers:
+    """The headers of a dead letter whose value is cut: its whole value's size and sha256.
+
+    A message replayed from the dead-letter topic that was cut before has them already
+    (`dead_letter_headers` keeps them): they describe the value it first had, so none are
+    added.
+    """
+    if _carried(msg, TRUNCATION_HEADERS) is not None:
+        return []
+    value = msg.value() or b""
+    return [
+        ("clickstream.value.truncated", b"true"),
+        ("clickstream.value.size", str(len(value)).encode()),
+        ("clickstream.value.sha256", hashlib.sha256(value).hexdigest().encode()),
     ]

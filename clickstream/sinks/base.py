@@ -4,7 +4,10 @@ A sink sets up what its store needs (`setup`), writes a batch of documents and s
 item, whether it was stored or rejected with a reason (`write`), counts what it holds
 (`count`) and lets go of its connections (`close`). A write the store cannot take now, as
 a whole, raises `SinkUnavailable`: the consumer keeps the batch, pauses and retries it
-later. Writes must be idempotent by `event_id`: a replayed batch overwrites itself.
+later. A write the store refuses for a reason that is not the events' fault (the index,
+its template, a block, a permission) raises `SinkRefused`: the consumer stops without
+committing or dead-lettering that batch, so that a fixed store gets every event. Writes
+must be idempotent by `event_id`: a replayed batch overwrites itself.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from clickstream.errors import SinkUnavailable
+from clickstream.errors import SinkRefused, SinkUnavailable
 from clickstream.events import Document
 from clickstream.settings import Settings
 
@@ -23,6 +26,7 @@ __all__ = [
     "SetupResult",
     "Sink",
     "SinkFactory",
+    "SinkRefused",
     "SinkUnavailable",
     "Wait",
     "WriteResult",
@@ -81,7 +85,8 @@ class Sink(Protocol):
     ) -> WriteResult:
         """Store `batch`; positions in the result refer to it. Items the store is too busy
         for are retried by the sink, waiting with `wait`, up to `attempts` attempts (None:
-        the sink's own setting); raises `SinkUnavailable` if the batch cannot be finished."""
+        the sink's own setting); raises `SinkUnavailable` if the batch cannot be finished
+        now, `SinkRefused` if the store refuses it for a reason that is not the events'."""
         ...
 
     def count(self) -> int:

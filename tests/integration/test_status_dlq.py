@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 import subprocess
 import threading
@@ -73,9 +75,10 @@ class TestDlqReplay:
     """`dlq replay` tries dead letters again: indexed once fixed, never looping."""
 
     def test_replay_before_and_after_the_fix(self, make_settings, opensearch_client, tmp_path):
-        """Rejected by a wrong mapping, five events go to the DLQ; a replay while it is still
-        wrong dead-letters them once more (keeping their original source) and ends; after
-        the fix a replay indexes exactly them; a third replay finds nothing to do."""
+        """Rejected by a wrong mapping among good events, five events go to the DLQ; a
+        replay while it is still wrong finds every one refused alike, so it stops with one
+        error line and dead-letters none of them again; after the fix a replay indexes
+        exactly them; a third replay finds nothing to do."""
         settings = make_settings()
         jobs.setup(settings)
         prefix = settings.opensearch.index_prefix
@@ -85,19 +88,23 @@ class TestDlqReplay:
             index=index, body={"mappings": {"properties": {"article_id": {"type": "long"}}}}
         )
         events = [make_event(user_id=f"user-{i:06d}") for i in range(5)]
+        good_day = bad_day.timestamp + dt.timedelta(days=1)
+        good = [make_event(timestamp=good_day) for _ in range(5)]
         raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
-        for event in events:
-            raw.produce(settings.kafka.topic, event.to_json(), b"key")
+        for event in itertools.chain.from_iterable(zip(events, good, strict=True)):
+            raw.produce(settings.kafka.topic, event.to_json(), b"key", partition=0)
         assert raw.flush(10) == 0
         first = consume(settings)
-        assert (first.consumed, first.indexed, first.dead_lettered) == (5, 0, 5)
+        assert (first.consumed, first.indexed, first.dead_lettered) == (10, 5, 5)
 
         env = env_for(settings)
         still_broken = _run(["dlq", "replay"], env, tmp_path)
-        assert still_broken.returncode == 0, still_broken.stderr
-        assert "consumed 5 messages: 0 indexed, 5 dead-lettered" in still_broken.stderr
+        assert still_broken.returncode == 1, still_broken.stderr
+        errors = [line for line in still_broken.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1
+        assert "rejected all 5 documents of a batch with mapper_parsing_exception" in errors[0]
         letters = read_all(settings, settings.kafka.dlq_topic)
-        assert len(letters) == 10
+        assert len(letters) == 5
         for _, headers in letters:
             assert headers["clickstream.source.topic"] == settings.kafka.topic.encode()
             assert headers["clickstream.error.kind"] == b"rejected_by_opensearch"
@@ -106,9 +113,9 @@ class TestDlqReplay:
         fixed = _run(["dlq", "replay"], env, tmp_path)
         assert fixed.returncode == 0, fixed.stderr
         assert "consumed 5 messages: 5 indexed, 0 dead-lettered" in fixed.stderr
-        assert doc_count(opensearch_client, prefix) == 5
-        ids = {hit["_id"] for hit in opensearch_client.search(index=f"{prefix}-*")["hits"]["hits"]}
-        assert ids == {str(e.event_id) for e in events}
+        assert doc_count(opensearch_client, prefix) == 10
+        found = opensearch_client.search(index=f"{prefix}-*", size=20)["hits"]["hits"]
+        assert {hit["_id"] for hit in found} == {str(e.event_id) for e in [*events, *good]}
 
         again = _run(["dlq", "replay"], env, tmp_path)
         assert again.returncode == 0, again.stderr

@@ -27,6 +27,7 @@ from clickstream.events import Document, Event
 from clickstream.retry import backoff_delay
 from clickstream.settings import ConsumerSettings
 from clickstream.sinks.opensearch import client as opensearch
+from clickstream.sinks.opensearch import refusals
 
 log = structlog.get_logger(__name__)
 
@@ -78,11 +79,13 @@ def build_bulk_body(items: Sequence[BulkItem], prefix: str) -> bytes:
 
 @dataclass(frozen=True)
 class ItemError:
-    """One failed bulk item: its position in the request, HTTP status and `type: reason`."""
+    """One failed bulk item: its position in the request, HTTP status, `type: reason`, and
+    the error's type alone (empty if OpenSearch gave none)."""
 
     position: int
     status: int
     reason: str
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def classify(response: Mapping[str, Any], expected: int | None = None) -> BulkOu
         status = result.get("status")
         error = result.get("error")
         if not isinstance(status, int):
-            outcome.rejected.append(ItemError(position, 0, f"malformed bulk item: {item!r}"))
+            outcome.rejected.append(ItemError(position, 0, f"malformed bulk item: {item!r:.500}"))
             continue
         if error is None and 200 <= status < 300:
             outcome.ok.append(position)
@@ -129,18 +132,20 @@ def classify(response: Mapping[str, Any], expected: int | None = None) -> BulkOu
             kind, reason = "", f"status {status}: {error}"
         retriable = opensearch.transient(status) or kind.endswith(_RETRIABLE_TYPES)
         (outcome.retriable if retriable else outcome.rejected).append(
-            ItemError(position, status, reason)
+            ItemError(position, status, reason, kind)
         )
     return outcome
 
 
 class Rejected(NamedTuple):
-    """An item OpenSearch refused for good, with its position in the batch and the reason."""
+    """An item OpenSearch refused for good, with its position in the batch, the reason and
+    the error's type."""
 
     position: int
     item: BulkItem
     status: int
     reason: str
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,9 @@ class BulkIndexer:
                 outcome = classify(response, expected=len(pending))
                 indexed += len(outcome.ok)
                 rejected.extend(
-                    Rejected(pending[e.position], items[pending[e.position]], e.status, e.reason)
+                    Rejected(
+                        pending[e.position], items[pending[e.position]], e.status, e.reason, e.kind
+                    )
                     for e in outcome.rejected
                 )
                 if not outcome.retriable:
@@ -245,7 +252,7 @@ class BulkIndexer:
                 raise _RetriableError(
                     f"_bulk answered HTTP {exc.status_code}: {exc.error}"
                 ) from None
-            raise opensearch.failure("indexing a batch", exc) from None
+            raise refusals.request_refused(exc) from None
         except OpenSearchException as exc:  # e.g. an answer that is not valid JSON
             raise OpenSearchFailure(f"indexing a batch failed: {exc}") from None
         if not isinstance(response, Mapping):

@@ -23,7 +23,12 @@ from opensearchpy.exceptions import (
 )
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
-from clickstream.errors import ConfigError, OpenSearchFailure, OpenSearchUnavailable
+from clickstream.errors import (
+    ConfigError,
+    OpenSearchFailure,
+    OpenSearchUnavailable,
+    TemplateMissing,
+)
 from clickstream.events import SCHEMA_VERSION
 from clickstream.settings import OpenSearchSettings
 
@@ -163,6 +168,19 @@ def ensure_template(client: OpenSearch, prefix: str) -> bool:
     with translate_errors(f"writing index template {prefix}"):
         client.transport.perform_request("PUT", f"/_index_template/{prefix}", body=ours)
     return True
+
+
+def require_template(client: OpenSearch, prefix: str, doing: str | None = None) -> None:
+    """Fail with `TemplateMissing` unless the index template `prefix` exists."""
+    with translate_errors(f"reading index template {prefix}"):
+        try:
+            client.transport.perform_request("GET", f"/_index_template/{prefix}")
+        except NotFoundError:
+            pass
+        else:
+            return
+    while_ = f" (while {doing}; nothing committed or dead-lettered)" if doing else ""
+    raise TemplateMissing(f"index template {prefix} is missing: run `clickstream setup`{while_}")
 
 
 def transient(status: object) -> bool:
