@@ -65,6 +65,18 @@ class OpenSearchFailure(ClickstreamError):
     """OpenSearch rejected a request in a way that retrying will not fix."""
 
 
+class OpenSearchTlsFailure(OpenSearchFailure):
+    """The TLS handshake with OpenSearch failed: a certificate or CA setting is wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotOpenSearch(OpenSearchFailure):
+    """The configured URL answers, but not as OpenSearch does (another web server)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class StackError(ClickstreamError):
     """The local stack could not be started, stopped or inspected."""
 

@@ -337,7 +337,7 @@ def chart(
 
 
 def _search(client: OpenSearch, pattern: str, body: Mapping[str, Any], what: str) -> Any:
-    with opensearch.translate_errors(what):
+    with opensearch.translate_errors(what, client):
         return client.search(index=pattern, body=body)
 
 
@@ -374,7 +374,7 @@ def compute(
     # Read-after-write: show what was just indexed. A read-only user may not refresh; the
     # index then refreshes itself within a second.
     with (
-        opensearch.translate_errors(f"refreshing {pattern}"),
+        opensearch.translate_errors(f"refreshing {pattern}", client),
         contextlib.suppress(AuthorizationException),
     ):
         client.indices.refresh(index=pattern, allow_no_indices=True, ignore_unavailable=True)

@@ -4,9 +4,7 @@ names the service and the reason, no HTML, within 15 s, exit 2 for a configurati
 service that is not there.
 
 Every case runs `setup` (which needs both services) and the command that needs only the
-broken one, side by side. What the product does not do yet is marked `xfail(strict=True)` in
-KNOWN_GAPS: such a test passes the suite while the gap is there and fails it once fixed, so
-the mark must then go.
+broken one, side by side.
 """
 
 from __future__ import annotations
@@ -155,55 +153,6 @@ CASES: dict[str, Case] = {
     ),
 }
 
-KAFKA_TLS = (
-    "kafka untrusted certificate",
-    "kafka hostname mismatch",
-    "kafka client certificate missing",
-)
-OPENSEARCH_TLS = ("opensearch untrusted certificate", "opensearch hostname mismatch")
-HTTP_ANSWERS = (
-    "opensearch wrong password",
-    "opensearch no permission",
-    "opensearch url is another web server",
-)
-
-
-def _gaps(
-    cases: tuple[str, ...], checks: tuple[str, ...], reason: str
-) -> dict[tuple[str, str, str], str]:
-    return {
-        (case, command, check): reason
-        for case in cases
-        for command in ("setup", CASES[case].command[0])
-        for check in checks
-    }
-
-
-#: What the product gets wrong today, per (case, command, check). Remove an entry when the
-#: product is fixed: its test then XPASSes, which fails the suite until the entry goes.
-KNOWN_GAPS: dict[tuple[str, str, str], str] = {
-    **_gaps(
-        OPENSEARCH_TLS,
-        ("exit code",),
-        "a certificate failure is reported as 'cannot reach OpenSearch' (exit 3)",
-    ),
-    **_gaps(
-        HTTP_ANSWERS,
-        ("exit code", "service and reason"),
-        "an HTTP 401/403/404/405 answer exits 1 with a line that does not name OpenSearch",
-    ),
-    **_gaps(
-        ("opensearch wrong password", "opensearch url is another web server"),
-        ("one line", "no html"),
-        "the HTML body of the error page is printed after the error line",
-    ),
-    **_gaps(
-        ("opensearch https port closed",),
-        ("service and reason",),
-        "the line names host and port in urllib3's words, not the configured URL",
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -295,18 +244,8 @@ class TestSecureFailures:
     """A broken certificate, host name, client certificate, password, permission or server."""
 
     @pytest.fixture
-    def seen(
-        self,
-        outcomes: dict[tuple[str, str], Outcome],
-        case: str,
-        command: str,
-        request: pytest.FixtureRequest,
-    ) -> Outcome:
-        """This case's outcome; a known gap of this check is marked as an expected failure."""
-        check = request.node.originalname.removeprefix("test_").replace("_", " ")
-        gap = KNOWN_GAPS.get((case, command, check))
-        if gap is not None:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
+    def seen(self, outcomes: dict[tuple[str, str], Outcome], case: str, command: str) -> Outcome:
+        """This case's outcome."""
         return outcomes[case, command]
 
     def test_exit_code(self, seen: Outcome, case: str) -> None:

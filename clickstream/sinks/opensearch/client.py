@@ -7,6 +7,7 @@ Bulk indexing, the hot path of `consume`, is in `clickstream.sinks.opensearch.bu
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypedDict
@@ -19,13 +20,17 @@ from opensearchpy.exceptions import (
     NotFoundError,
     OpenSearchException,
     SerializationError,
+    SSLError,
     TransportError,
 )
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from clickstream.errors import (
     ConfigError,
+    NotOpenSearch,
     OpenSearchFailure,
+    OpenSearchForbidden,
+    OpenSearchTlsFailure,
     OpenSearchUnavailable,
     TemplateMissing,
 )
@@ -157,7 +162,7 @@ def _comparable(body: Mapping[str, Any]) -> dict[str, Any]:
 def ensure_template(client: OpenSearch, prefix: str) -> bool:
     """Install our index template; False if the stored one already equals it."""
     ours = index_template(prefix)
-    with translate_errors(f"reading index template {prefix}"):
+    with translate_errors(f"reading index template {prefix}", client):
         try:
             stored = client.transport.perform_request("GET", f"/_index_template/{prefix}")
         except NotFoundError:
@@ -165,14 +170,14 @@ def ensure_template(client: OpenSearch, prefix: str) -> bool:
     found = [t["index_template"] for t in stored.get("index_templates", []) if t["name"] == prefix]
     if found and _comparable(found[0]) == _comparable(ours):
         return False
-    with translate_errors(f"writing index template {prefix}"):
+    with translate_errors(f"writing index template {prefix}", client):
         client.transport.perform_request("PUT", f"/_index_template/{prefix}", body=ours)
     return True
 
 
 def require_template(client: OpenSearch, prefix: str, doing: str | None = None) -> None:
     """Fail with `TemplateMissing` unless the index template `prefix` exists."""
-    with translate_errors(f"reading index template {prefix}"):
+    with translate_errors(f"reading index template {prefix}", client):
         try:
             client.transport.perform_request("GET", f"/_index_template/{prefix}")
         except NotFoundError:
@@ -188,50 +193,126 @@ def transient(status: object) -> bool:
     return isinstance(status, int) and (status == 429 or status >= 500)
 
 
-def failure(what: str, exc: TransportError) -> OpenSearchFailure:
-    """Our error for a request OpenSearch refused, with a hint where one helps."""
-    if isinstance(exc, AuthenticationException | AuthorizationException):
-        hint = "check opensearch.username, opensearch.password and the user's permissions"
-    elif exc.status_code == 413:
-        hint = "lower consumer.batch_size"
-    else:
-        hint = None
-    info = exc.info.get("error", exc.error) if isinstance(exc.info, dict) else exc.error
-    if isinstance(info, Mapping):
-        info = f"{info.get('type')}: {info.get('reason')}"
-    return OpenSearchFailure(f"{what} failed: HTTP {exc.status_code} {info}", hint=hint)
+def url_of(client: OpenSearch) -> str:
+    """The URL `client` talks to (without credentials), for messages."""
+    hosts = getattr(getattr(client, "transport", None), "hosts", None) or [{}]
+    host = hosts[0]
+    scheme = "https" if host.get("use_ssl") or host.get("scheme") == "https" else "http"
+    name = str(host.get("host", "?"))
+    name = f"[{name}]" if ":" in name else name
+    return f"{scheme}://{name}:{host.get('port', '?')}{host.get('url_prefix', '')}"
+
+
+#: An HTML page's title, the only part of one worth a message.
+_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _answer(exc: TransportError) -> tuple[str, bool]:
+    """A short reason from an error answer, and whether it came from OpenSearch (JSON with
+    an `error`), never the body of an HTML page."""
+    info = exc.info
+    if isinstance(info, Mapping) and "error" in info:
+        error = info["error"]
+        if isinstance(error, Mapping):
+            return f"{error.get('type')}: {error.get('reason')}"[:500], True
+        return str(error)[:500], True
+    text = info if isinstance(info, str) else str(exc.error)
+    title = _TITLE.search(text)
+    if title is not None:
+        return f"an HTML page titled {title[1]!r}", False
+    if "<" in text and ">" in text:
+        return "an HTML page", False
+    return " ".join(text.split())[:200] or "no reason given", isinstance(info, Mapping)
+
+
+def failure(what: str, exc: TransportError, url: str = "OpenSearch") -> OpenSearchFailure:
+    """Our error for a request refused: credentials and permissions are configuration
+    (exit 2), and so is a URL that answers like another web server; never an HTML body."""
+    reason, from_opensearch = _answer(exc)
+    status = exc.status_code
+    if status == 401 or isinstance(exc, AuthenticationException):
+        return OpenSearchForbidden(
+            f"{what}: OpenSearch at {url} refused the credentials: authentication failed "
+            f"(HTTP 401)",
+            hint="check opensearch.username and opensearch.password",
+        )
+    if status == 403 or isinstance(exc, AuthorizationException):
+        return OpenSearchForbidden(
+            f"{what}: OpenSearch at {url} denied the request: not permitted (HTTP 403: {reason})",
+            hint="give the user the permissions `clickstream` needs on its indices and templates",
+        )
+    if not from_opensearch:
+        return NotOpenSearch(
+            f"{what}: the server at {url} is not OpenSearch: it answered HTTP {status} with "
+            f"{reason}",
+            hint="check opensearch.url",
+        )
+    hint = "lower consumer.batch_size" if status == 413 else None
+    return OpenSearchFailure(f"{what} failed: HTTP {status} {reason}", hint=hint)
+
+
+def _connect_reason(exc: OpenSearchConnectionError) -> str:
+    """Why a connection failed, in a few words (urllib3's own are long)."""
+    text = str(exc.info)
+    for needle, said in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host name"),
+        ("nodename nor servname", "unknown host name"),
+        ("timed out", "timed out"),
+        ("Connection reset", "connection reset"),
+        ("No route to host", "no route to host"),
+    ):
+        if needle in text:
+            return said
+    return " ".join(text.split())[:200]
+
+
+def _tls_reason(exc: OpenSearchConnectionError) -> str:
+    """OpenSSL's reason from a TLS failure, without urllib3's wrapping."""
+    text = str(exc.info)
+    found = re.search(r"certificate verify failed: ([^(]+?)\s*(\(_ssl|\)|$)", text)
+    if found:
+        return f"certificate verify failed: {found[1].rstrip('. ')}"
+    found = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)\s*\(_ssl", text)
+    return found[1] if found else " ".join(text.split())[:200]
 
 
 @contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn the client's exceptions into ours, saying what we were doing."""
+def translate_errors(what: str, client: OpenSearch | None = None) -> Iterator[None]:
+    """Turn the client's exceptions into ours, saying what we were doing, where."""
+    url = url_of(client) if client is not None else "OpenSearch"
     try:
         yield
+    except SSLError as exc:
+        raise OpenSearchTlsFailure(
+            f"{what}: TLS with OpenSearch at {url} failed: {_tls_reason(exc)}",
+            hint="check opensearch.url, opensearch.ca_file and opensearch.verify_certs",
+        ) from None
     except OpenSearchConnectionError as exc:
         raise OpenSearchUnavailable(
-            f"{what}: cannot reach OpenSearch ({exc.info})",
-            hint="is it running? check opensearch.url, ca_file and verify_certs",
+            f"{what}: cannot reach OpenSearch at {url}: {_connect_reason(exc)}",
+            hint="is it running? check opensearch.url",
         ) from None
     except TransportError as exc:
         if transient(exc.status_code):
             raise OpenSearchUnavailable(
-                f"{what}: OpenSearch answered HTTP {exc.status_code}"
+                f"{what}: OpenSearch at {url} answered HTTP {exc.status_code}"
             ) from None
-        raise failure(what, exc) from None
+        raise failure(what, exc, url) from None
     except OpenSearchException as exc:
         raise OpenSearchFailure(f"{what} failed: {exc}") from None
 
 
 def check(client: OpenSearch, url: str) -> None:
     """Fail fast, with a clear message, if OpenSearch cannot be reached or refuses us."""
-    with translate_errors(f"connecting to OpenSearch at {url}"):
+    with translate_errors(f"connecting to OpenSearch at {url}", client):
         client.cluster.health()
 
 
 def count(client: OpenSearch, prefix: str) -> int:
     """How many events the `<prefix>-*` indices hold, after a refresh."""
     pattern = f"{prefix}-*"
-    with translate_errors(f"counting {pattern}"):
+    with translate_errors(f"counting {pattern}", client):
         client.indices.refresh(index=pattern)
         return int(client.count(index=pattern)["count"])
 
@@ -256,7 +337,7 @@ def summary(client: OpenSearch, prefix: str) -> Summary:
         "top_users": {"terms": {"field": "user_id", "size": 10}},
     }
     body = {"size": 0, "track_total_hits": True, "aggs": aggs}
-    with translate_errors(f"summarising {pattern}"):
+    with translate_errors(f"summarising {pattern}", client):
         client.indices.refresh(index=pattern)
         response = client.search(index=pattern, body=body)
     found = response.get("aggregations", {})
