@@ -62,15 +62,33 @@ def _cmdline(pid: int) -> list[str]:
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
-def _is_server(pid: int) -> bool:
-    """True while `pid` is alive and runs this server (not a zombie, not a reused pid)."""
+def _alive(pid: int) -> bool:
+    """True while process `pid` exists and has not exited (a zombie has exited)."""
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False  # our own child, which exited (and is now reaped)
     except ChildProcessError:
         pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: kill(0) is all we know
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_server(pid: int) -> bool:
+    """True while `pid` is alive and runs this server (not a zombie, not a reused pid).
+
+    Only for a process started a while ago: a child just spawned may not have run `exec`
+    yet, and then shows no command line."""
     args = _cmdline(pid)
-    return "-m" in args and MODULE in args
+    return _alive(pid) and "-m" in args and MODULE in args
 
 
 def _read_pid(path: Path) -> int | None:
@@ -150,7 +168,7 @@ def wait_until_ready(base: str, timeout: float, *, pid: int | None = None) -> No
         problem = _ping(base)
         if problem is None:
             return
-        if pid is not None and not _is_server(pid):
+        if pid is not None and not _alive(pid):
             raise StackError(f"ClickHouse at {base} exited before it answered")
         if time.monotonic() >= deadline:
             raise StackError(
