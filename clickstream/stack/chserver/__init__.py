@@ -1,6 +1,6 @@
 """The local ClickHouse: chdb's embedded engine behind the ClickHouse HTTP interface.
 
-chdb (`pip install 'clickstream[clickhouse]'`) is the ClickHouse engine as a Python
+chdb (`pip install 'clickstream[clickhouse-local]'`) is the ClickHouse engine as a Python
 library. Only one process may open a data directory, yet `consume` inserts while `report`
 and `status` read. So one server process owns the directory and every command reaches it
 with clickhouse-connect over HTTP, exactly as it reaches a real ClickHouse server: only

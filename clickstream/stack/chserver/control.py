@@ -28,7 +28,7 @@ from pathlib import Path
 from clickstream.errors import StackError
 from clickstream.stack.local import ServiceStatus
 
-INSTALL_HINT = "pip install 'clickstream[clickhouse]'"
+INSTALL_HINT = "pip install 'clickstream[clickhouse-local]'"
 MODULE = "clickstream.stack.chserver"
 STOP_GRACE = 30.0  # seconds between SIGTERM and SIGKILL: the engine flushes as it closes
 _POLL = 0.05

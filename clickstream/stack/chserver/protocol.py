@@ -143,8 +143,8 @@ def decompress(body: bytes, encoding: str | None) -> bytes:
             return gzip.decompress(body)
         if name == "deflate":
             return zlib.decompress(body)
-        if name == "lz4":  # lz4 comes with clickhouse-connect
-            return bytes(importlib.import_module("lz4.frame").decompress(body))
+        if name == "lz4":
+            return _lz4_decompress(body)
         if name == "zstd":
             return _zstd_decompress(body)
     except Exception as exc:  # noqa: BLE001  (each codec raises its own error types)
@@ -154,6 +154,20 @@ def decompress(body: bytes, encoding: str | None) -> bytes:
     raise ServerError(
         BAD_ARGUMENTS, f"Code: {BAD_ARGUMENTS}. DB::Exception: Unknown Content-Encoding {name}"
     )
+
+
+def _lz4_decompress(body: bytes) -> bytes:
+    """Every LZ4 frame in `body`: clickhouse-connect compresses each insert block as one."""
+    frame = importlib.import_module("lz4.frame")  # lz4 comes with clickhouse-connect
+    out: list[bytes] = []
+    rest = body
+    while rest:
+        decompressor = frame.LZ4FrameDecompressor()
+        out.append(decompressor.decompress(rest))
+        if not decompressor.eof:
+            raise ValueError("truncated LZ4 frame")
+        rest = decompressor.unused_data
+    return b"".join(out)
 
 
 def _zstd_decompress(body: bytes) -> bytes:
