@@ -37,6 +37,7 @@ class Server:
         try:
             control.wait_until_ready(self.url, 60.0, pid=pid)
         except StackError as exc:
+            control.stop(self.state_dir)
             log = control.paths(self.state_dir).log.read_text(errors="replace")
             self._unavailable(f"the local ClickHouse did not start: {exc}: {log[-500:]}")
         return pid

@@ -114,10 +114,18 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
+EXEC_GRACE = 5.0  # seconds a just-spawned server may take to show its command line
+
+
 def running_pid(state_dir: Path) -> int | None:
     """The pid of the server started under `state_dir`, if it still runs."""
     pid = _read_pid(paths(state_dir).pid_file)
-    return pid if pid is not None and _is_server(pid) else None
+    if pid is None:
+        return None
+    deadline = time.monotonic() + EXEC_GRACE
+    while _alive(pid) and not _cmdline(pid) and time.monotonic() < deadline:
+        time.sleep(_POLL)  # spawned a moment ago: not yet past exec
+    return pid if _is_server(pid) else None
 
 
 def start(state_dir: Path, host: str, port: int) -> int:
