@@ -155,7 +155,9 @@ class TestWriter:
     def test_an_event_that_does_not_fit_is_rejected_alone(self, client, tables):
         """One malformed item is rejected with its reason; the rest of the batch is stored."""
         records = simulated(10)
-        records[4] = Record(records[4].value.replace(b'"ip":"', b'"ip":"x'), 0, 99)
+        value = records[4].value
+        assert isinstance(value, bytes)
+        records[4] = Record(value.replace(b'"ip":"', b'"ip":"x'), 0, 99)
         result = EventWriter(client, tables).write(records)
         assert result.stored == 9
         assert list(result.rejected) == [4]

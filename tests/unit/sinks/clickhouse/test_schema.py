@@ -70,8 +70,10 @@ class TestStatements:
 
     def test_bot_test_is_the_simulators_pattern(self):
         """ClickHouse calls a user agent a bot exactly when the simulator's pattern does."""
+        assert BOT_PATTERN.flags & re.IGNORECASE
+        assert "(?i)" + BOT_PATTERN.pattern == schema.BOT_USER_AGENT
         ddl = schema.statements(schema.Tables())[1]
-        assert schema.quote_string("(?i)" + BOT_PATTERN.pattern) in ddl
+        assert schema.quote_string(schema.BOT_USER_AGENT) in ddl
 
     def test_quote_string_escapes(self):
         """Quotes and backslashes in a literal are escaped."""

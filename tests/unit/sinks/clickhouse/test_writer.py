@@ -8,6 +8,7 @@ import pytest
 
 from clickstream.events import EventType
 from clickstream.sinks.clickhouse import writer
+from clickstream.sinks.clickhouse.client import translate
 from clickstream.sinks.clickhouse.errors import ClickHouseFailure, ClickHouseUnavailable
 from clickstream.sinks.clickhouse.schema import EVENT_COLUMNS, NO_KAFKA
 from tests.helpers import make_event
@@ -92,7 +93,7 @@ class TestTranslate:
         """Connection refused or a timeout (OperationalError): retry later."""
         from clickhouse_connect.driver.exceptions import OperationalError  # noqa: PLC0415
 
-        error = writer.translate(OperationalError("Error executing HTTP request"), "inserting")
+        error = translate(OperationalError("Error executing HTTP request"), "inserting")
         assert isinstance(error, ClickHouseUnavailable)
 
     @pytest.mark.parametrize("code", [202, 241, 252, 159])
@@ -100,7 +101,7 @@ class TestTranslate:
         """Too many parts, memory, concurrency or a timeout on the server: retry later."""
         from clickhouse_connect.driver.exceptions import DatabaseError  # noqa: PLC0415
 
-        error = writer.translate(DatabaseError("Code: x", code=code), "inserting")
+        error = translate(DatabaseError("Code: x", code=code), "inserting")
         assert isinstance(error, ClickHouseUnavailable)
 
     @pytest.mark.parametrize("code", [60, 81, 53, 16, 497, 516])
@@ -108,14 +109,14 @@ class TestTranslate:
         """Missing table or database, a type mismatch, no access: stop, do not retry."""
         from clickhouse_connect.driver.exceptions import DatabaseError  # noqa: PLC0415
 
-        error = writer.translate(DatabaseError("Code: y", code=code), "inserting")
+        error = translate(DatabaseError("Code: y", code=code), "inserting")
         assert isinstance(error, ClickHouseFailure)
 
     def test_a_proxy_5xx_without_a_code_is_unavailable(self):
         """A load balancer's 502 carries no ClickHouse code: retry later."""
         from clickhouse_connect.driver.exceptions import DatabaseError  # noqa: PLC0415
 
-        error = writer.translate(DatabaseError("HTTP driver received HTTP status 502"), "x")
+        error = translate(DatabaseError("HTTP driver received HTTP status 502"), "x")
         assert isinstance(error, ClickHouseUnavailable)
 
     def test_the_message_is_one_line_without_the_url(self):
@@ -123,7 +124,7 @@ class TestTranslate:
         from clickhouse_connect.driver.exceptions import DatabaseError  # noqa: PLC0415
 
         raw = "Code: 60.\nDB::Exception: Unknown table (for url http://h:8123?query=...)"
-        error = writer.translate(DatabaseError(raw, code=60), "inserting 5 events")
+        error = translate(DatabaseError(raw, code=60), "inserting 5 events")
         assert (
             str(error)
             == "ClickHouse refused inserting 5 events: Code: 60. DB::Exception: Unknown table"
