@@ -275,6 +275,41 @@ class DashboardsSettings(_Section):
         return None if value is None else _http_url(value)
 
 
+class ClickHouseSettings(_Section):
+    """The ClickHouse server `consume --sink clickhouse` writes to (HTTP interface, as
+    clickhouse-connect speaks it): the local stack's, a self-hosted one, ClickHouse Cloud."""
+
+    url: str = "http://127.0.0.1:8123"
+    username: str = "default"
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    verify_certs: bool = True
+    database: str = "clickstream"
+    #: Prefix of the sink's table names inside `database` (e.g. `staging_`).
+    table_prefix: str = ""
+    #: The consumer group of `consume --sink clickhouse`: its own, so that each sink reads,
+    #: lags and fails on its own.
+    group_id: str = "clickstream-clickhouse"
+    timeout: float = Field(default=30.0, gt=0)
+
+    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("database", "table_prefix")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                f"{value!r} is not a ClickHouse name: use letters, digits and '_', not "
+                "starting with a digit"
+            )
+        return value
+
+
 class SimulationSettings(_Section):
     """The simulated news site."""
 
@@ -305,6 +340,7 @@ class StackSettings(_Section):
     host: str = "127.0.0.1"
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     opensearch_port: int = Field(default=9200, ge=1, le=65535)
+    clickhouse_port: int = Field(default=8123, ge=1, le=65535)
     state_dir: Path = Path(".clickstream")
 
 
@@ -321,6 +357,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
     simulation: SimulationSettings = SimulationSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     stack: StackSettings = StackSettings()
@@ -345,7 +382,12 @@ def _loopback(host: str) -> bool:
 def plaintext_secrets(settings: Settings) -> list[str]:
     """Where a password would travel unencrypted to another machine: one line each."""
     found = []
-    for name, section in (("opensearch", settings.opensearch), ("dashboards", settings.dashboards)):
+    sections = (
+        ("opensearch", settings.opensearch),
+        ("dashboards", settings.dashboards),
+        ("clickhouse", settings.clickhouse),
+    )
+    for name, section in sections:
         if section.url is None or section.password is None:
             continue
         parts = urlsplit(section.url)
