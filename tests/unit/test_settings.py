@@ -200,11 +200,19 @@ class TestUrls:
             )
         assert "S3cret" not in str(caught.value)
 
-    @pytest.mark.parametrize("url", ["ht!tp://::::", "ftp://h", "http://", "http://h:99999"])
+    @pytest.mark.parametrize(
+        "url",
+        ["ht!tp://::::", "ftp://h", "http://", "http://h:99999", "https://\x1b", "https://\uf900"],
+    )
     def test_nonsense_urls(self, conf, url):
         """A URL that is not http(s) with a host and a valid port is a configuration error."""
         with pytest.raises(ConfigError, match=r"opensearch\.url: .*"):
             load_settings(conf, {"opensearch": {"url": url}})
+
+    def test_an_international_host_name(self, conf):
+        """A host name in another script is accepted, as its IDNA form will be sent."""
+        url = "https://bücher.example:9200"
+        assert load_settings(conf, {"opensearch": {"url": url}}).opensearch.url == url
 
     def test_a_bad_url_hides_its_password(self, conf):
         """The error about a bad URL shows the URL with its password masked."""
