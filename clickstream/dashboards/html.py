@@ -1,7 +1,7 @@
 """Charts drawn as inline SVG: one self-contained HTML report (no scripts, no network), and
 the same drawing as one PNG.
 
-Every chart is drawn from a `charts.Chart`'s rows, so the pictures show exactly the
+Every chart is drawn from a `model.Chart`'s rows, so the pictures show exactly the
 numbers the terminal report prints; the HTML also embeds those rows as JSON
 (`<script type="application/json" id="clickstream-data">`) for machines. Panels sit where
 the saved dashboard puts them, on its 48-column grid.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from clickstream.dashboards.charts import Chart, Report
+from clickstream.dashboards.model import Chart, Report
 from clickstream.errors import ClickstreamError, ConfigError
 
 #: The colour-blind-safe palette OpenSearch Dashboards uses for series.
