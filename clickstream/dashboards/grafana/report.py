@@ -112,6 +112,8 @@ def shape(
     panel: Panel, names: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> tuple[list[Column], list[list[Any]]]:
     """The chart columns and rows of `panel` from its query's answer (pure)."""
+    if not names and not rows:
+        return [], []  # an empty answer over HTTP carries no columns: nothing to draw
     roles = [_role(t) for t in types]
     if panel.type in ("timeseries", "heatmap"):
         return _series(panel, names, roles, rows)

@@ -256,6 +256,10 @@ class TestShape:
             with pytest.raises(ConfigError, match="panel 1"):
                 report.shape(_panel(kind), names, types, [])
 
+    def test_an_empty_answer_is_an_empty_chart(self):
+        """An answer without rows (over HTTP, also without columns) draws as empty."""
+        assert report.shape(_panel("timeseries"), [], [], []) == ([], [])
+
     def test_values_are_json_ready(self):
         """Non-finite floats become None; decimals become floats."""
         from decimal import Decimal  # noqa: PLC0415
