@@ -106,6 +106,7 @@ class EventConsumer:
             self.kafka_outage,
             clock=clock,
         )
+        self._sink = sink
         self._batches = BatchHandler(
             sink, letters, self._offsets, self._cfg, self.stats, on_batch=on_batch, clock=clock
         )
@@ -155,6 +156,10 @@ class EventConsumer:
         (every assigned partition read to its end) for that long."""
         self._stop = stop = stop or threading.Event()
         pending, cfg, member = self._pending, self._cfg, self.member
+        # Kafka first, then the store: a broker that is down or topics never set up say so
+        # before a store that `clickstream setup` has not prepared either.
+        member.require_topics()
+        self._sink.check()
         member.join(on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._track_idle = until_idle is not None
         idle = self.caught_up_since
