@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from clickstream.events import Document
 from clickstream.retry import backoff_delay
 from clickstream.settings import ClickHouseSettings, ConsumerSettings, Settings
 from clickstream.sinks.base import Rejection, SetupResult, Wait, WriteResult
-from clickstream.sinks.clickhouse import schema
+from clickstream.sinks.clickhouse import queries, schema
 from clickstream.sinks.clickhouse.client import SETUP_HINT, connect, translate
 from clickstream.sinks.clickhouse.errors import (
     ClickHouseFailure,
@@ -68,6 +69,15 @@ def client_options(cfg: ClickHouseSettings) -> dict[str, Any]:
         if cfg.ca_file is not None:
             options["ca_cert"] = str(cfg.ca_file)
     return options
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What ClickHouse holds, in short: distinct events, distinct users, top categories."""
+
+    events: int
+    users: int
+    categories: dict[str, int]
 
 
 class ClickHouseSink:
@@ -186,6 +196,18 @@ class ClickHouseSink:
             f"counting the events in {self.tables.events}",
         )
         return int(str(rows[0][0]))
+
+    def overview(self, top: int = 5) -> Overview:
+        """Distinct events and users, and the `top` categories by events, from the views."""
+        sql = queries.overview(self.tables)
+        events = self._query(sql["events"], f"counting the events in {self.tables.events}")
+        users = self._query(sql["users"], f"reading {self.tables.audience_1m}")
+        categories = self._query(sql["categories"], f"reading {self.tables.events_1m}", limit=top)
+        return Overview(
+            events=int(str(events[0][0])),
+            users=int(str(users[0][0])),
+            categories={str(name): int(str(count)) for name, count in categories},
+        )
 
     def close(self) -> None:
         if self._client is not None:
