@@ -64,8 +64,8 @@ def sink_settings(sink: SinkChoice | None, group: str | None = None, **overrides
     `consumer.sink`) picks the store, and with it its consumer group (unless `--group`
     names one) and its dead-letter topic."""
     chosen = None if sink is None else sink.value
-    loaded = settings(consumer={"sink": chosen}, **overrides)
-    return loaded.for_sink(group=group)
+    consumer = {**overrides.pop("consumer", {}), "sink": chosen}
+    return settings(consumer=consumer, **overrides).for_sink(group=group)
 
 
 @contextmanager
