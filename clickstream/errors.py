@@ -134,6 +134,11 @@ class ClickHouseUnavailable(SinkUnavailable):
     """ClickHouse cannot be reached or is overloaded: retry the same batch later."""
 
 
+class ClickHouseBusy(ClickHouseUnavailable):
+    """ClickHouse answered "not now" (overload, limits, a timeout on its side): the sink
+    retries the batch itself before it gives up to the consumer."""
+
+
 class ClickHouseFailure(ClickstreamError):
     """ClickHouse refused a request in a way retrying will not fix."""
 

@@ -10,6 +10,7 @@ many batches were replayed.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import signal
 import subprocess
@@ -20,14 +21,18 @@ import orjson
 import pytest
 
 from clickstream.cli import jobs
-from clickstream.events import Document
+from clickstream.events import Document, Event
+from clickstream.produce import publish
 from clickstream.settings import Settings
+from clickstream.simulate.config import SimulationConfig
+from clickstream.simulate.simulator import Simulator
 from clickstream.sinks.clickhouse import queries
 from clickstream.sinks.clickhouse.sink import ClickHouseSink
 from clickstream.stack.chserver import control
 from tests.helpers import make_event, port_below_ephemeral_range
 from tests.integration.faults import (
     CLI,
+    START,
     env_for,
     group_lag,
     produce_events,
@@ -103,6 +108,14 @@ def assert_exactly_once(sink: ClickHouseSink, settings: Settings, produced: set[
         assert from_view, f"{aggregate.name} is empty"
         assert from_view == from_events, aggregate.name
     assert group_lag(settings) == 0
+
+
+def publish_events(settings: Settings, events: list[Event]) -> set[str]:
+    """Publish `events` to the settings' topic; return their event ids."""
+    stats = publish.ProduceStats()
+    publish.run(events, publish.KafkaSink(settings.kafka, settings.kafka.topic, stats), stats)
+    assert stats.delivered == len(events), stats
+    return {str(event.event_id) for event in events}
 
 
 class TestClickHouseSinkContract(SinkContract):
@@ -266,20 +279,23 @@ class TestClickHouseOutage:
         try:
             settings = ch_settings(server.url)
             jobs.setup(settings)
-            produced = produce_events(settings, 20_000, seed=32)
+            # One simulation (one catalog of articles), published in two halves.
+            config = SimulationConfig(users=500, seed=32, start=START)
+            events = list(itertools.islice(Simulator(config), 20_000))
+            produced = publish_events(settings, events[:10_000])
             sink = ClickHouseSink.from_settings(settings)
             args = ["consume", "--sink", "clickhouse"]
             with running(args, ch_env(settings), tmp_path) as proc:
                 wait_for(lambda: raw_rows(sink) >= 2000, 90, "inserting")
                 sink.close()
                 control.stop(server.state_dir)
+                # More events while the server is away: the consumer has work it cannot do.
+                produced |= publish_events(settings, events[10_000:])
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     assert proc.alive(), proc.stderr()[-2000:]
                     time.sleep(1)
-                restarted = Server(tmp_path / "clickhouse", unavailable)  # type: ignore[arg-type]
-                restarted.port = server.port
-                restarted.start()
+                server.start()  # the same port and data directory
                 wait_for(
                     lambda: group_lag(settings) == 0 and sink.count() == len(produced),
                     CATCH_UP,

@@ -12,6 +12,7 @@ from clickstream.sinks.clickhouse.errors import (
     FORBIDDEN_CODES,
     MISSING_CODES,
     RETRYABLE_CODES,
+    ClickHouseBusy,
     ClickHouseFailure,
     ClickHouseForbidden,
     ClickHouseRefused,
@@ -37,10 +38,12 @@ def translate(exc: BaseException, doing: str) -> ClickHouseUnavailable | ClickHo
     code = getattr(exc, "code", None)
     text = " ".join(str(exc).split())
     first = text.split(" (for url ")[0]
-    if isinstance(exc, OperationalError) or code in RETRYABLE_CODES:
+    if isinstance(exc, OperationalError):
         return ClickHouseUnavailable(f"ClickHouse unavailable while {doing}: {first}")
-    if isinstance(exc, DatabaseError) and code is None and "HTTP status 5" in text:
-        return ClickHouseUnavailable(f"ClickHouse unavailable while {doing}: {first}")
+    if code in RETRYABLE_CODES or (
+        isinstance(exc, DatabaseError) and code is None and "HTTP status 5" in text
+    ):
+        return ClickHouseBusy(f"ClickHouse unavailable while {doing}: {first}")
     if code in FORBIDDEN_CODES:
         return ClickHouseForbidden(f"ClickHouse refused our credentials {doing}: {first}")
     if code in MISSING_CODES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from clickstream.errors import (
+    ClickHouseBusy,
     ClickHouseFailure,
     ClickHouseForbidden,
     ClickHouseRefused,
@@ -22,6 +23,7 @@ __all__ = [
     "FORBIDDEN_CODES",
     "MISSING_CODES",
     "RETRYABLE_CODES",
+    "ClickHouseBusy",
     "ClickHouseFailure",
     "ClickHouseForbidden",
     "ClickHouseRefused",

@@ -5,12 +5,13 @@ the server sees one block and each materialized view one pass. Exactly once in e
 raw table deduplicates by its sorting key and every aggregate is an idempotent state
 (see the package docstring), so a replayed batch, with any boundaries, changes no figure.
 
-A failed insert is retried here, waiting with the consumer's `wait`, up to the consumer's
-`retry_attempts`; one that still fails raises `ClickHouseUnavailable`, a `SinkUnavailable`
-(the consumer pauses and retries the batch later). A refusal about the store (a missing
-table, a type the table does not take, a permission) raises `ClickHouseRefused`, a
-`SinkRefused`: the consumer stops and commits nothing. An event that does not fit a column
-(rare: they were validated) is rejected alone, with its reason.
+An insert the server is too busy for (overload, limits, its own timeouts) is retried here,
+waiting with the consumer's `wait`, up to the consumer's `retry_attempts`; one that still
+fails, or a server that cannot be reached at all, raises `ClickHouseUnavailable`, a
+`SinkUnavailable` (the consumer pauses, says so, and retries the batch later). A refusal
+about the store (a missing table, a type the table does not take, a permission) raises
+`ClickHouseRefused`, a `SinkRefused`: the consumer stops and commits nothing. An event
+that does not fit a column (rare: they were validated) is rejected alone, with its reason.
 
 The connection is opened on first use, not when the sink is built, so that building one
 (for `status`, for each worker) costs nothing.
@@ -33,6 +34,7 @@ from clickstream.sinks.base import Rejection, SetupResult, Wait, WriteResult
 from clickstream.sinks.clickhouse import queries, schema
 from clickstream.sinks.clickhouse.client import SETUP_HINT, connect, translate
 from clickstream.sinks.clickhouse.errors import (
+    ClickHouseBusy,
     ClickHouseFailure,
     ClickHouseUnavailable,
     TablesMissing,
@@ -174,7 +176,8 @@ class ClickHouseSink:
             try:
                 result = self.writer.write(records)
                 break
-            except ClickHouseUnavailable as exc:
+            except ClickHouseBusy as exc:
+                # Unreachable is not retried here: the consumer pauses and says so at once.
                 if attempt >= most:
                     raise ClickHouseUnavailable(
                         f"{exc.message} (after {attempt} attempts)", hint=exc.hint
