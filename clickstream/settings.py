@@ -90,7 +90,11 @@ def _http_url(value: str) -> str:
     except ValueError as exc:
         raise ValueError(f"{_masked(value)!r} is not a URL: {exc}") from None
     value = urlunsplit(parts._replace(path=parts.path.rstrip("/")))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _host_name(parts.hostname)
+    ):
         raise ValueError(
             f"{_masked(value)!r} is not an http(s) URL with a host, "
             "such as https://search.example.com:9200"
@@ -98,6 +102,27 @@ def _http_url(value: str) -> str:
     if port == 0:
         raise ValueError(f"{_masked(value)!r} names port 0")
     return value
+
+
+def _host_name(host: str) -> bool:
+    """Whether `host` is an IP address or a name DNS can carry (IDNA for other scripts)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    ascii_name = host
+    if not host.isascii():
+        # As the HTTP client encodes it (IDNA 2008, which the `idna` package implements and
+        # urllib3 uses); without that package a name must be given in its ASCII form.
+        try:
+            import idna  # noqa: PLC0415
+
+            ascii_name = idna.encode(host.lower(), strict=True, std3_rules=True).decode("ascii")
+        except (ImportError, UnicodeError, ValueError):
+            return False
+    return re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?", ascii_name) is not None
 
 
 def _masked(url: str) -> str:

@@ -75,7 +75,6 @@ def consume(
 ) -> loop.ConsumeStats:
     """Consume the events topic into the sink until stopped or idle."""
     sink = open_sink(settings)
-    sink.check()
     with terminal.progress("consuming", None) as bar:
 
         def progress(stats: loop.ConsumeStats) -> None:

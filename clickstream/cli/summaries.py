@@ -15,7 +15,7 @@ from clickstream.logs import printable
 if TYPE_CHECKING:
     from clickstream.cli.jobs import Change
     from clickstream.consume.loop import ConsumeStats
-    from clickstream.dashboards.charts import Chart, Report
+    from clickstream.dashboards.model import Chart, Report
     from clickstream.produce.publish import ProduceStats
     from clickstream.sinks.clickhouse.sink import Overview
     from clickstream.sinks.opensearch.client import Summary

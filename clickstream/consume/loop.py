@@ -1,8 +1,8 @@
 """The consume loop: poll, assemble batches, pause and resume, rebalances, stop and idle.
 
-A consumer joins its group as a static member by default (`clickstream.consume.membership`),
-so that a restart after a crash takes its partitions back at once; `--until-idle` counts
-only time caught up (`clickstream.consume.idle`). A batch is handed to
+Its place in the group (joining, polling, pausing, leaving) is
+`clickstream.consume.group`'s; `--until-idle` counts only time caught up
+(`clickstream.consume.idle`). A batch is handed to
 `clickstream.consume.batch` and its offsets are committed by
 `clickstream.consume.offsets` only once every message of it is stored or dead-lettered, so
 a crash at any point replays (never loses) messages. While the sink or the broker is
@@ -20,47 +20,25 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from clickstream import kafka, logs
-from clickstream.consume import membership, status
+from clickstream import logs
 from clickstream.consume.batch import Abandon, BatchHandler, ConsumeStats
-from clickstream.consume.idle import CaughtUp, GroupOffsets, UntilIdle
+from clickstream.consume.group import ConsumerFactory, GroupMember, make_consumer
+from clickstream.consume.idle import CaughtUp, UntilIdle
 from clickstream.consume.offsets import Offsets
 from clickstream.consume.pending import Pending
 from clickstream.consume.rests import PartitionRests
 from clickstream.deadletters import producer as dead_letters
-from clickstream.errors import KafkaFailure, MemberFenced
 from clickstream.kafka import PartitionKey
-from clickstream.retry import OUTAGE_LOG_EVERY, Outage
-from clickstream.settings import KafkaSettings, Settings
+from clickstream.settings import Settings
 from clickstream.sinks.base import Sink, WriteResult
 
-__all__ = ["ConsumeStats", "EventConsumer", "make_consumer"]
+__all__ = ["ConsumeStats", "ConsumerFactory", "EventConsumer", "make_consumer"]
 
 log = logs.get("consumer")
 
-#: librdkafka settings for the consumer; `kafka.extra` overrides them.
-CONSUMER_DEFAULTS: dict[str, Any] = {
-    "enable.auto.commit": False,  # we commit after writing, never before
-    "enable.auto.offset.store": False,
-    "auto.offset.reset": "earliest",
-    "isolation.level": "read_committed",
-    # librdkafka fetches again only once the consumer has taken all it fetched: the
-    # consumer reads a batch ahead itself, so fetching further ahead buys nothing. Worse, a
-    # fetcher that reaches a partition's end long before the consumer does keeps asking
-    # for more meanwhile, and a broker that answers an empty fetch at once (rather than
-    # holding it for `fetch.wait.max.ms`) is asked thousands of times a second. A partition
-    # end waiting in the queue stops this; the consumer then rests the partition.
-    "queued.min.messages": 1,
-    # Bound what one fetch brings (memory); look for a drained queue every 100 ms.
-    "queued.max.messages.kbytes": 16384,
-    "fetch.queue.backoff.ms": 100,
-    # Say when a partition is read to its end: it then rests (see `clickstream.consume.rests`).
-    "enable.partition.eof": True,
-}
 #: How long one poll may block, so that stop requests are seen promptly.
 POLL_SLICE = 0.2
 #: While a batch is being written, how long one poll for the next batch may block: how
@@ -69,26 +47,8 @@ WRITING_POLL = 0.005
 #: While a batch is being written and the next one is full, how long to wait without
 #: polling before pausing the partitions and polling again (so that the group keeps us).
 FULL_PATIENCE = 5.0
-#: While Kafka is unreachable and nothing arrives, how often to ask whether it is back.
-KAFKA_PROBE_EVERY = 2.0
-#: How long a stopping consumer waits for its partitions to be revoked as it leaves.
-LEAVE_GRACE = 5.0
-
-#: Builds the Kafka consumer from the callbacks the loop needs (`error_cb`, `on_commit`).
-ConsumerFactory = Callable[..., Consumer]
 #: Builds the dead-letter producer's client from its `error_cb`.
 ProducerFactory = Callable[..., dead_letters.KafkaProducer]
-
-
-def make_consumer(
-    settings: KafkaSettings, *, instance_id: str | None = None, **callbacks: Any
-) -> Consumer:
-    """The librdkafka consumer of the configured group, with the loop's callbacks; a static
-    member named `instance_id` if given (`kafka.extra` may name it instead)."""
-    defaults = {**CONSUMER_DEFAULTS, "group.id": settings.group_id}
-    if instance_id is not None:
-        defaults[membership.INSTANCE_ID] = instance_id
-    return Consumer(kafka.client_config(settings, defaults, **callbacks))
 
 
 class EventConsumer:
@@ -115,28 +75,16 @@ class EventConsumer:
         self._clock = clock
         self.stats = ConsumeStats(started=clock())
         self._pending = Pending(stop_at)
-        self._probed = 0.0
         self._inflight: set[PartitionKey] = set()
         self.revoked: set[PartitionKey] = set()
-        self._paused = False
         self._track_idle = False
         self._stop = threading.Event()
-        self.kafka_outage = Outage("kafka", clock=clock)
-        self._warned: dict[int, float] = {}
-        self._fatal: KafkaError | None = None
-        self._group = settings.kafka.group_id
-        self.caught_up_since = CaughtUp(self._group, clock)
-        #: This consumer's static member id, claimed for it unless `kafka.extra` names one
-        #: or `consumer.static_membership` is off; None: a dynamic member.
-        self._claim: membership.Claim | None = None
-        self.instance_id = settings.kafka.extra.get(membership.INSTANCE_ID)
-        if consumer is None:
-            if self.instance_id is None and self._cfg.static_membership:
-                self._claim = membership.claim(self._group)
-                self.instance_id = self._claim.instance_id
-            instance = self.instance_id if self._claim is not None else None
-            consumer = lambda **cb: make_consumer(settings.kafka, instance_id=instance, **cb)  # noqa: E731
-        self._consumer = consumer(error_cb=self._on_error, on_commit=self._on_commit)
+        self.member = GroupMember(
+            settings, self._source, on_commit=self._on_commit, consumer=consumer, clock=clock
+        )
+        self.kafka_outage = self.member.outage
+        self._consumer = self.member.consumer
+        self.caught_up_since = CaughtUp(self.member.group, clock)
         self._rests = PartitionRests(self._consumer, clock=clock)
         rng = random.Random()
         self._offsets = Offsets(
@@ -153,30 +101,18 @@ class EventConsumer:
             lambda **cb: dead_letters.make_producer(settings.kafka, **cb)
         )
         letters = dead_letters.DeadLetterProducer(
-            produce(error_cb=self._on_error), self._kafka.dlq_topic, self.kafka_outage, clock=clock
+            produce(error_cb=self.member.on_error),
+            self._kafka.dlq_topic,
+            self.kafka_outage,
+            clock=clock,
         )
+        self._sink = sink
         self._batches = BatchHandler(
             sink, letters, self._offsets, self._cfg, self.stats, on_batch=on_batch, clock=clock
         )
         self.sink_outage = self._batches.sink_outage
 
     # -- Kafka callbacks -------------------------------------------------------------------
-
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal = self._fatal or error  # raised by the loop, on its own thread
-            return
-        if error.code() in kafka.UNAVAILABLE_CODES:
-            self.kafka_outage.failed(kafka.describe(error), bootstrap=self._kafka.bootstrap_servers)
-            return
-        now = self._clock()
-        if now - self._warned.get(error.code(), -OUTAGE_LOG_EVERY) >= OUTAGE_LOG_EVERY:
-            self._warned[error.code()] = now
-            log.warning(
-                "kafka client error",
-                bootstrap=self._kafka.bootstrap_servers,
-                error=kafka.describe(error),
-            )
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A rebalance is over: these are ours (librdkafka assigns them after this)."""
@@ -219,42 +155,33 @@ class EventConsumer:
         """Consume until `stop` is set or, with `until_idle`, the consumer has been caught up
         (every assigned partition read to its end) for that long."""
         self._stop = stop = stop or threading.Event()
-        bootstrap, pending, cfg = self._kafka.bootstrap_servers, self._pending, self._cfg
-        kafka.require_topic(self._consumer, bootstrap, self._source)
-        kafka.require_topic(self._consumer, bootstrap, self._kafka.dlq_topic)
-        self._consumer.subscribe(
-            [self._source],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        log.info(
-            "joining group",
-            group=self._group,
-            topic=self._source,
-            instance=self.instance_id or "(dynamic member)",
-        )
+        pending, cfg, member = self._pending, self._cfg, self.member
+        # Kafka first, then the store: a broker that is down or topics never set up say so
+        # before a store that `clickstream setup` has not prepared either.
+        member.require_topics()
+        self._sink.check()
+        member.join(on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._track_idle = until_idle is not None
         idle = self.caught_up_since
         finish = UntilIdle(
             idle,
             until_idle or 0.0,
             topic=self._source,
-            group=self._group,
+            group=member.group,
             consumed=lambda: self.stats.consumed,
-            read_offsets=self._group_offsets,
+            read_offsets=member.offsets,
         )
         try:
             while not stop.is_set() and not pending.read_to_the_end():
                 # At least one: messages that came while a batch was written may fill this one.
                 wanted = max(cfg.batch_size - len(pending), 1)
-                messages = self._poll(num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE))
+                messages = member.poll(num_messages=wanted, timeout=self._rests.timeout(POLL_SLICE))
                 now = self._clock()
                 added = self._add_pending(messages, now)
                 if self._rests.resting or self._rests.probing:
                     self._rests.tick()
                 if self.kafka_outage.active:
-                    self._probe_kafka(added, now)
+                    member.probe(added, now)
                     idle.busy()  # an outage is not idleness
                 idle.tick(pending=bool(len(pending)))
                 if len(pending) and (
@@ -276,72 +203,10 @@ class EventConsumer:
             self.close()
         return self.stats
 
-    def _poll(self, *, num_messages: int, timeout: float) -> list[Message]:
-        """Up to `num_messages` messages (and events), waiting at most `timeout`."""
-        try:
-            messages = self._consumer.consume(num_messages=num_messages, timeout=timeout)
-        except KafkaException as exc:
-            if self._fatal is None:
-                raise kafka.wrap(
-                    exc, f"consuming {self._source!r}", self._kafka.bootstrap_servers
-                ) from None
-            messages = []
-        if self._fatal is not None:
-            raise self._fatal_failure()
-        return messages
-
-    def _group_offsets(self) -> GroupOffsets:
-        """The group's committed offset and lag per partition of the topic read."""
-        found = status.read_offsets(
-            self._consumer, self._kafka.bootstrap_servers, self._source, subscribed=True
-        )
-        return {p.partition: (p.committed, p.lag) for p in found}
-
-    def _fatal_failure(self) -> KafkaFailure:
-        """The error a fatal librdkafka error stops the consumer with."""
-        assert self._fatal is not None  # noqa: S101 - only called once one happened
-        text = kafka.describe(self._fatal)
-        if "fenced" in text.lower():
-            return MemberFenced(
-                f"another consumer joined group {self._group!r} with this consumer's "
-                f"group.instance.id {self.instance_id!r}, and the broker fenced this one out: "
-                f"{text}",
-                hint="give each consumer its own kafka.extra group.instance.id, or leave it "
-                "unset: each consumer then claims one of its own",
-            )
-        return KafkaFailure(f"fatal consumer error: {text}")
-
-    def _probe_kafka(self, added: int, now: float) -> None:
-        """During a Kafka outage: is the broker back? Messages say so; else ask, now and then."""
-        if not added:
-            if now - self._probed < KAFKA_PROBE_EVERY:
-                return
-            self._probed = now
-            try:
-                self._consumer.list_topics(self._source, timeout=1.0)
-            except KafkaException:
-                return
-        self.kafka_outage.recovered()
-
     def close(self) -> None:
         """Leave the group: its partitions go to the others at once."""
-        with contextlib.suppress(KafkaException, RuntimeError):  # already closed
-            self._leave_group()
-            self._consumer.close()
+        self.member.close()
         self._batches.close()
-        if self._claim is not None:
-            self._claim.release()
-
-    def _leave_group(self) -> None:
-        """Unsubscribe and wait for the partitions to go before closing. librdkafka's close
-        alone does not leave the group for a static member (KIP-345: it keeps its place for
-        its restart); unsubscribing does. So a stop hands the partitions over at once, and
-        only a crash keeps them waiting, for the crashed consumer's restart."""
-        self._consumer.unsubscribe()
-        deadline = self._clock() + LEAVE_GRACE
-        while self._consumer.assignment() and self._clock() < deadline:
-            self._consumer.poll(0.05)  # serves the revocation; nothing more is handled
-        self._consumer.poll(0.05)  # lets the leave request go out
 
     def _on_event(self, msg: Message) -> None:
         """Handle what `consume` returned that is not a message: an error or an event."""
@@ -352,13 +217,12 @@ class EventConsumer:
             topic, partition = msg.topic(), msg.partition()
             if topic is not None and partition is not None:
                 self.caught_up_since.reached_end(PartitionKey(topic, partition))
-                if not self._paused:
+                if not self.member.paused:
                     self._rests.reached_end(topic, partition)
             return
         if error.fatal():
-            self._fatal = self._fatal or error
-            raise self._fatal_failure()
-        self._on_error(error)
+            raise self.member.fatal(error)
+        self.member.on_error(error)
 
     def _add_pending(self, messages: list[Message], now: float) -> int:
         """Add fetched messages to the next batch; how many were messages (not events such
@@ -379,20 +243,9 @@ class EventConsumer:
 
     # -- waiting while keeping the group membership ----------------------------------------
 
-    def _pause(self) -> None:
-        """Stop fetching for every assigned partition (also ones assigned since last time)."""
-        assigned = self._consumer.assignment()
-        if assigned:
-            with contextlib.suppress(KafkaException):
-                self._consumer.pause(assigned)
-            self._paused = True
-
     def _resume(self) -> None:
-        if self._paused:
-            self._paused = False
+        if self.member.resume():
             self._rests.clear()
-            with contextlib.suppress(KafkaException):
-                self._consumer.resume(self._consumer.assignment())
 
     def wait(self, seconds: float, *, revocable: bool = True) -> None:
         """Wait `seconds` with consumption paused, still polling: the group keeps us, and
@@ -400,7 +253,7 @@ class EventConsumer:
         `revocable`, when partitions of the in-flight batch were revoked."""
         deadline = self._clock() + seconds
         while True:
-            self._pause()
+            self.member.pause()
             if self._stop.is_set():
                 raise Abandon("stop requested")
             if revocable and self.revoked:
@@ -408,7 +261,9 @@ class EventConsumer:
             left = deadline - self._clock()
             if left <= 0:
                 return
-            messages = self._poll(num_messages=self._cfg.batch_size, timeout=min(left, POLL_SLICE))
+            messages = self.member.poll(
+                num_messages=self._cfg.batch_size, timeout=min(left, POLL_SLICE)
+            )
             # Only partitions assigned since the last pause can deliver: keep them pending.
             self._add_pending(messages, self._clock())
 
@@ -431,12 +286,12 @@ class EventConsumer:
                 wait_for([write], timeout=POLL_SLICE)
                 if self._clock() - full_since < FULL_PATIENCE:
                     continue
-                if not self._paused:
-                    self._pause()
+                if not self.member.paused:
+                    self.member.pause()
                 timeout, wanted = 0, 1  # partitions assigned since the pause may deliver
-            messages = self._poll(num_messages=wanted, timeout=timeout)
+            messages = self.member.poll(num_messages=wanted, timeout=timeout)
             self._add_pending(messages, self._clock())
-            if not self._paused and (self._rests.resting or self._rests.probing):
+            if not self.member.paused and (self._rests.resting or self._rests.probing):
                 self._rests.tick()
         return write.result()
 
@@ -481,9 +336,9 @@ class EventConsumer:
         may bring messages beyond the next batch (which `Pending.take` leaves for the one
         after), but not without limit."""
         wanted = self._cfg.batch_size - len(self._pending)
-        if wanted <= -self._cfg.batch_size and not self._paused:
-            self._pause()
-        messages = self._poll(num_messages=max(wanted, 1), timeout=0.005)
+        if wanted <= -self._cfg.batch_size and not self.member.paused:
+            self.member.pause()
+        messages = self.member.poll(num_messages=max(wanted, 1), timeout=0.005)
         self._add_pending(messages, self._clock())
 
     def _stopping(self) -> bool:

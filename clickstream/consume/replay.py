@@ -53,7 +53,6 @@ def replay(
         stats.finished = stats.started
         return stats
     sink = open_sink(settings)
-    sink.check()
     ours = settings.model_copy(
         update={"kafka": settings.kafka.model_copy(update={"group_id": group})}
     )

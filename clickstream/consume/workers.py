@@ -60,7 +60,6 @@ def _work(
     logs.get("workers").info("worker started", worker=number)
     try:
         sink = open_sink(ours)
-        sink.check()
         stats = EventConsumer(ours, sink).run(until_idle=until_idle, stop=stop)
     except ClickstreamError as exc:
         results.put((number, "error", (str(exc), int(exc.exit_code))))

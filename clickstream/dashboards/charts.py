@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import AuthorizationException
 
 from clickstream.dashboards import saved_objects
+from clickstream.dashboards.model import Chart, Column, Report, TimeRange, iso
 from clickstream.dashboards.saved_objects import Visualization
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
@@ -54,18 +54,6 @@ _UNIT_INTERVALS = {"s": "1s", "m": "1m", "h": "1h", "d": "1d", "w": "7d"}
 _CALENDAR = {"M": "1M", "y": "1y"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """The closed time range a report covers, in UTC."""
-
-    start: dt.datetime
-    end: dt.datetime
-
-    @property
-    def seconds(self) -> float:
-        return max((self.end - self.start).total_seconds(), 0.0)
 
 
 def parse_since(value: str, now: dt.datetime) -> dt.datetime:
@@ -103,66 +91,6 @@ def interval_of(agg: Mapping[str, Any], time_range: TimeRange | None) -> str:
     if value == "custom":
         value = str(agg["params"].get("customInterval", "1h"))
     return _UNIT_INTERVALS.get(value, _CALENDAR.get(value, value))
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a chart's rows: a bucket key or a metric value."""
-
-    id: str
-    label: str
-    role: str
-    agg: str
-    schema: str
-    field: str | None
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A visualization's numbers: its columns and rows, ready to draw or print."""
-
-    id: str
-    title: str
-    description: str
-    type: str
-    columns: list[Column]
-    rows: list[list[Any]]
-    interval: str | None = None
-    grid: tuple[int, int, int, int] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "type": self.type,
-            "columns": [c.__dict__ for c in self.columns],
-            "rows": self.rows,
-            "interval": self.interval,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    """Every chart of the dashboard over one time range of one index pattern."""
-
-    pattern: str
-    time_range: TimeRange | None
-    generated_at: dt.datetime
-    charts: list[Chart] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        span = self.time_range
-        return {
-            "index_pattern": self.pattern,
-            "generated_at": _iso(self.generated_at),
-            "time_range": {"from": _iso(span.start), "to": _iso(span.end)} if span else None,
-            "charts": [c.as_dict() for c in self.charts],
-        }
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _label(agg: Mapping[str, Any]) -> str:
@@ -287,7 +215,7 @@ def _iso_ms(value: dt.datetime) -> str:
 def _key(agg: Mapping[str, Any], bucket: Mapping[str, Any]) -> Any:
     if agg["type"] == "date_histogram":
         when = dt.datetime.fromtimestamp(int(bucket["key"]) / 1000, tz=dt.UTC)
-        return _iso_ms(when) if when.microsecond else _iso(when)
+        return _iso_ms(when) if when.microsecond else iso(when)
     return bucket["key"]
 
 

@@ -1,7 +1,7 @@
 """Charts drawn as inline SVG: one self-contained HTML report (no scripts, no network), and
 the same drawing as one PNG.
 
-Every chart is drawn from a `charts.Chart`'s rows, so the pictures show exactly the
+Every chart is drawn from a `model.Chart`'s rows, so the pictures show exactly the
 numbers the terminal report prints; the HTML also embeds those rows as JSON
 (`<script type="application/json" id="clickstream-data">`) for machines. Panels sit where
 the saved dashboard puts them, on its 48-column grid.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from clickstream.dashboards.charts import Chart, Report
+from clickstream.dashboards.model import Chart, Report
 from clickstream.errors import ClickstreamError, ConfigError
 
 #: The colour-blind-safe palette OpenSearch Dashboards uses for series.
@@ -46,6 +46,8 @@ def _e(value: Any) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.1f}"
     if isinstance(value, int | float):
@@ -220,8 +222,22 @@ def _blend(share: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _is_time(value: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in value
+
+
 def heatmap_svg(chart: Chart, w: int, h: int) -> str:
     xs = list(dict.fromkeys(str(r[0]) for r in chart.rows))
+    # Time buckets (a Grafana heatmap's columns) are labelled by the clock, as on a line.
+    names = {key: key for key in xs}
+    if xs and all(_is_time(key) for key in xs):
+        previous = None
+        for key in xs:
+            names[key], previous = _time_label(key, chart.interval, previous), key
     ys = list(dict.fromkeys(str(r[1]) for r in chart.rows))
     cells = {(str(r[0]), str(r[1])): float(r[-1]) for r in chart.rows}
     top_value = max(cells.values(), default=0.0) or 1.0
@@ -240,6 +256,8 @@ def heatmap_svg(chart: Chart, w: int, h: int) -> str:
                 f'rx="2" fill="{_blend(share)}"><title>{_e(xkey)} / {_e(ykey)}: {_fmt(value)}'
                 "</title></rect>"
             )
+            if cw < 7 * len(_fmt(value)) + 4 or ch < 14:
+                continue  # too small a cell to print in: the colour and its title tell
             ink = "#ffffff" if share > 0.55 else INK
             out.append(
                 _text(
@@ -247,16 +265,20 @@ def heatmap_svg(chart: Chart, w: int, h: int) -> str:
                 )
             )
     # Labels wider than their column are slanted rather than cut.
-    slant = max((len(x) for x in xs), default=0) * 6.2 > cw
+    slant = max((len(names[key]) for key in xs), default=0) * 6.2 > cw
+    # At most one label per 14 pixels: a long time axis shows every few columns.
+    every = max(1, math.ceil(len(xs) * 14 / max(w - left, 1))) if slant else 1
     for i, xkey in enumerate(xs):
+        if i % every:
+            continue
         x, y = left + cw * (i + 0.5), h - bottom + 16
         if slant:
             out.append(
-                _text(x + 4, y, _clip(xkey, 14), size=11, text_anchor="end", fill=MUTED,
+                _text(x + 4, y, _clip(names[xkey], 14), size=11, text_anchor="end", fill=MUTED,
                       transform=f"rotate(-30 {x + 4:.1f} {y:.1f})")
             )  # fmt: skip
         else:
-            out.append(_text(x, y, xkey, size=11, text_anchor="middle", fill=MUTED))
+            out.append(_text(x, y, names[xkey], size=11, text_anchor="middle", fill=MUTED))
     return "".join(out)
 
 
@@ -345,6 +367,14 @@ def _data_json(report: Report) -> str:
     return json.dumps(report.as_dict(), ensure_ascii=False, indent=1).replace("<", "\\u003c")
 
 
+#: What the footer says computed the charts, by the report's source.
+FOOTERS = {
+    "opensearch": "Computed by running the aggregations of the saved visualizations in the "
+    "saved objects against OpenSearch.",
+    "clickhouse": "Computed by running the SQL of the Grafana dashboard's panels, with "
+    "Grafana's macros expanded for this time range, against ClickHouse.",
+}
+
 CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:#f5f7fa;color:%(ink)s;font-family:%(font)s}
@@ -382,9 +412,8 @@ def html_report(report: Report) -> str:
         f"<title>{_e(title)}</title><style>{css}</style></head><body>"
         f'<header><h1>{_e(title)}</h1><div class="sub">{_e(sub)}</div></header>'
         f'<main style="height:{height}px">{"".join(panels)}</main>'
-        "<footer>Computed by running the aggregations of the saved visualizations in "
-        "the saved objects against OpenSearch. The numbers behind every chart are "
-        'embedded below as JSON (id "clickstream-data").</footer>'
+        f"<footer>{_e(FOOTERS.get(report.source, FOOTERS['opensearch']))} The numbers behind "
+        'every chart are embedded below as JSON (id "clickstream-data").</footer>'
         f'<script type="application/json" id="clickstream-data">{_data_json(report)}</script>'
         "</body></html>\n"
     )

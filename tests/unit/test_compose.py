@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from clickstream.dashboards import saved_objects
-from clickstream.settings import KafkaSettings, OpenSearchSettings
+from clickstream.dashboards.grafana import board
+from clickstream.settings import ClickHouseSettings, KafkaSettings, OpenSearchSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = re.compile(r"^[\w./-]+:\d+\.\d+\.\d+$")
@@ -41,10 +42,10 @@ def _published(service) -> dict[int, tuple[str, int]]:
 
 class TestCompose:
     def test_services_and_pinned_images(self, compose):
-        """Kafka, OpenSearch and Dashboards, each image pinned to an exact x.y.z version,
-        OpenSearch and Dashboards on the same version."""
+        """Kafka, OpenSearch, Dashboards, ClickHouse and Grafana, each image pinned to an
+        exact x.y.z version, OpenSearch and Dashboards on the same version."""
         services = compose["services"]
-        assert set(services) == {"kafka", "opensearch", "dashboards"}
+        assert set(services) == {"kafka", "opensearch", "dashboards", "clickhouse", "grafana"}
         images = {name: s["image"] for name, s in services.items()}
         for image in images.values():
             assert PINNED.match(image), image
@@ -52,6 +53,8 @@ class TestCompose:
         assert images["opensearch"].startswith("opensearchproject/opensearch:")
         assert images["dashboards"].startswith("opensearchproject/opensearch-dashboards:")
         assert images["opensearch"].split(":")[1] == images["dashboards"].split(":")[1]
+        assert images["clickhouse"].startswith("clickhouse/clickhouse-server:24.7.")
+        assert images["grafana"] == "grafana/grafana:11.1.0"
 
     def test_ports_match_the_configuration(self, compose, conf):
         """Published on 127.0.0.1 at the ports of conf/clickstream.toml and the settings'
@@ -123,5 +126,115 @@ class TestCompose:
         section = readme.split("## Run on real Kafka and OpenSearch with Docker", 1)[1]
         section = section.split("\n## ", 1)[0]
         steps = ["clickstream stack down", "docker compose up", "clickstream setup", "Open http"]
+        positions = [section.index(step) for step in steps]
+        assert positions == sorted(positions)
+
+
+def _mounts(service) -> dict[str, str]:
+    """container path -> host path (relative to the compose file) of a service's binds."""
+    out = {}
+    for entry in service["volumes"]:
+        source, target, *_ = str(entry).split(":")
+        if source.startswith("."):
+            out[target] = source
+    return out
+
+
+@pytest.fixture(scope="module")
+def provisioning():
+    base = ROOT / "dashboards" / "grafana" / "provisioning"
+    return {
+        kind: yaml.safe_load((base / kind / name).read_text(encoding="utf-8"))
+        for kind, name in (
+            ("datasources", "clickhouse.yaml"),
+            ("dashboards", "clickstream.yaml"),
+            ("alerting", "clickstream.yaml"),
+        )
+    }
+
+
+class TestComposeGrafana:
+    """ClickHouse and Grafana in docker-compose.yml, and Grafana's provisioning files."""
+
+    def test_clickhouse_is_where_the_settings_look(self, compose, conf):
+        """ClickHouse's HTTP port is published on 127.0.0.1 at the port of the [clickhouse]
+        url in conf/clickstream.toml and in the settings' default."""
+        url = urlsplit(conf["clickhouse"]["url"])
+        assert url.port == urlsplit(ClickHouseSettings().url).port
+        assert _published(compose["services"]["clickhouse"])[8123] == ("127.0.0.1", url.port)
+
+    def test_grafana_is_published_on_loopback(self, compose):
+        """Grafana answers on 127.0.0.1:3000 only, and starts after ClickHouse is healthy."""
+        grafana = compose["services"]["grafana"]
+        assert _published(grafana)[3000] == ("127.0.0.1", 3000)
+        assert grafana["depends_on"] == {"clickhouse": {"condition": "service_healthy"}}
+
+    def test_plugin_is_pinned_to_the_dashboards_version(self, compose):
+        """GF_INSTALL_PLUGINS names the ClickHouse plugin with a version, the one every
+        query of the dashboard was written for."""
+        plugin, version = compose["services"]["grafana"]["environment"]["GF_INSTALL_PLUGINS"].split(
+            " "
+        )
+        assert plugin == board.PLUGIN
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+        dashboard = board.read_dashboard()
+        versions = {t["pluginVersion"] for p in dashboard["panels"] for t in p.get("targets", [])}
+        assert versions == {version}
+
+    def test_mounted_paths_exist(self, compose):
+        """Every file and directory the Grafana service mounts is in the repository."""
+        mounts = _mounts(compose["services"]["grafana"])
+        assert mounts["/etc/grafana/provisioning"] == "./dashboards/grafana/provisioning"
+        for source in mounts.values():
+            assert (ROOT / source).exists(), source
+
+    def test_the_provisioned_dashboard_is_the_one_the_report_reads(self, compose, provisioning):
+        """The dashboard provider's folder holds, through the mount, the package's own
+        clickstream.json: one file for Grafana and for `report --from clickhouse`."""
+        mounts = _mounts(compose["services"]["grafana"])
+        (provider,) = provisioning["dashboards"]["providers"]
+        folder = provider["options"]["path"]
+        mounted = {t: s for t, s in mounts.items() if t.startswith(folder + "/")}
+        assert list(mounted.values()) == ["./clickstream/dashboards/grafana/clickstream.json"]
+        assert (ROOT / mounted[next(iter(mounted))]).resolve() == board.DEFAULT_FILE
+
+    def test_datasource_points_at_the_compose_clickhouse(self, compose, provisioning):
+        """The data source reaches the `clickhouse` service over HTTP on its container port,
+        as the settings' default user, with the uid the dashboard and the alerts use."""
+        (source,) = provisioning["datasources"]["datasources"]
+        assert source["type"] == board.PLUGIN
+        data = source["jsonData"]
+        assert data["host"] == "clickhouse"
+        assert "clickhouse" in compose["services"]
+        assert data["protocol"] == "http"
+        assert data["port"] in _published(compose["services"]["clickhouse"])
+        assert data["username"] == ClickHouseSettings().username
+        assert data["defaultDatabase"] == ClickHouseSettings().database
+        variables = {v["name"]: v for v in board.read_dashboard()["templating"]["list"]}
+        assert variables["datasource"]["current"]["value"] == source["uid"]
+        rules = provisioning["alerting"]["groups"][0]["rules"]
+        queries = [q for r in rules for q in r["data"] if q["datasourceUid"] != "__expr__"]
+        assert {q["datasourceUid"] for q in queries} == {source["uid"]}
+
+    def test_alert_rules_are_complete(self, provisioning):
+        """Each alert rule has a unique uid, a condition that names one of its queries, a
+        threshold on the SQL query, a pending period and a summary."""
+        rules = provisioning["alerting"]["groups"][0]["rules"]
+        assert {r["uid"] for r in rules} == {"clickstream-ingest-delay", "clickstream-dead-letters"}
+        for rule in rules:
+            refs = {q["refId"]: q for q in rule["data"]}
+            assert rule["condition"] in refs
+            condition = refs[rule["condition"]]["model"]
+            assert condition["type"] == "threshold"
+            assert refs[condition["expression"]]["model"]["editorType"] == "sql"
+            assert rule["for"]
+            assert rule["annotations"]["summary"]
+
+    def test_readme_shows_the_grafana_dashboard(self):
+        """The README's Docker section tells how to see the Grafana dashboard, in order."""
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        section = readme.split("## Run on real Kafka and OpenSearch with Docker", 1)[1]
+        section = section.split("\n## ", 1)[0]
+        steps = ["docker compose up", "consume --sink clickhouse", "http://127.0.0.1:3000"]
         positions = [section.index(step) for step in steps]
         assert positions == sorted(positions)

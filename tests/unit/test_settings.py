@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import pytest
 
 from clickstream.errors import ConfigError
-from clickstream.settings import load_settings, plaintext_secrets
+from clickstream.settings import Settings, load_settings, plaintext_secrets
 
 
 @pytest.fixture
@@ -197,11 +200,19 @@ class TestUrls:
             )
         assert "S3cret" not in str(caught.value)
 
-    @pytest.mark.parametrize("url", ["ht!tp://::::", "ftp://h", "http://", "http://h:99999"])
+    @pytest.mark.parametrize(
+        "url",
+        ["ht!tp://::::", "ftp://h", "http://", "http://h:99999", "https://\x1b", "https://\uf900"],
+    )
     def test_nonsense_urls(self, conf, url):
         """A URL that is not http(s) with a host and a valid port is a configuration error."""
         with pytest.raises(ConfigError, match=r"opensearch\.url: .*"):
             load_settings(conf, {"opensearch": {"url": url}})
+
+    def test_an_international_host_name(self, conf):
+        """A host name in another script is accepted, as its IDNA form will be sent."""
+        url = "https://bücher.example:9200"
+        assert load_settings(conf, {"opensearch": {"url": url}}).opensearch.url == url
 
     def test_a_bad_url_hides_its_password(self, conf):
         """The error about a bad URL shows the URL with its password masked."""
@@ -304,3 +315,41 @@ class TestForSink:
         """`--group` overrides the sink's group."""
         settings = load_settings(conf).for_sink("clickhouse", group="mine")
         assert settings.kafka.group_id == "mine"
+
+
+class TestReadmeExamples:
+    """The configuration examples in the README load, and make the librdkafka settings
+    that the secure-connection tests run with."""
+
+    @staticmethod
+    def examples() -> list[str]:
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+        return re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+
+    def _load(self, example: str, tmp_path, monkeypatch) -> Settings:
+        for key in [k for k in os.environ if k.startswith("CLICKSTREAM_")]:
+            monkeypatch.delenv(key)
+        for name in ("ca.pem", "service.cert", "service.key", "opensearch-ca.pem"):
+            (tmp_path / "conf").mkdir(exist_ok=True)
+            (tmp_path / "conf" / name).write_text("not a real certificate")
+        monkeypatch.chdir(tmp_path)
+        config = tmp_path / "example.toml"
+        config.write_text(example)
+        return load_settings(config)
+
+    def test_the_mutual_tls_example(self, tmp_path, monkeypatch):
+        """The Aiven example gives SSL with a client certificate and key."""
+        (example,) = [e for e in self.examples() if 'security_protocol = "SSL"' in e]
+        conf = self._load(example, tmp_path, monkeypatch).kafka.client_config()
+        assert conf["security.protocol"] == "SSL"
+        assert conf["ssl.certificate.location"] == "conf/service.cert"
+        assert conf["ssl.key.location"] == "conf/service.key"
+
+    def test_the_sasl_ssl_example(self, tmp_path, monkeypatch):
+        """The Confluent example gives SASL_SSL with PLAIN, and its URL's password a secret."""
+        (example,) = [e for e in self.examples() if '"SASL_SSL"' in e]
+        settings = self._load(example, tmp_path, monkeypatch)
+        conf = settings.kafka.client_config()
+        assert (conf["security.protocol"], conf["sasl.mechanism"]) == ("SASL_SSL", "PLAIN")
+        assert settings.opensearch.url == "https://search.example.com:9200"
+        assert settings.opensearch.username == "admin"

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from clickstream.cli import summaries
 from clickstream.cli.terminal import Terminal
-from clickstream.dashboards.charts import Chart, Column, Report
+from clickstream.dashboards.model import Chart, Column, Report
 
 HOSTILE = "user-\x1b[2J\x1b]0;owned\x07[bold red]x[/]"
 

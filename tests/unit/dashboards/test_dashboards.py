@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream.dashboards import charts, saved_objects
+from clickstream.dashboards import charts, model, saved_objects
 from clickstream.errors import ConfigError
 from clickstream.sinks.opensearch.client import index_template
 
@@ -231,7 +231,7 @@ def _vis(visualizations, vis_id):
     return next(v for v in visualizations if v.id == vis_id)
 
 
-SPAN = charts.TimeRange(
+SPAN = model.TimeRange(
     dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 14, tzinfo=dt.UTC)
 )
 

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from clickstream.cli.summaries import dashboard_report
-from clickstream.dashboards import charts, html, saved_objects
+from clickstream.dashboards import charts, html, model, saved_objects
 from clickstream.errors import ClickstreamError, ConfigError
 
 NDJSON = saved_objects.DEFAULT_FILE
@@ -38,17 +38,17 @@ ROWS = {
 
 
 @pytest.fixture(scope="module")
-def report() -> charts.Report:
+def report() -> model.Report:
     objects = saved_objects.read_objects(NDJSON)
     grids = saved_objects.panel_grids(objects)
     built = []
     for vis in saved_objects.dashboard_visualizations(objects):
         chart = charts.chart(vis, {"hits": {"total": {"value": 0}}}, None, grids[vis.id])
         built.append(
-            charts.Chart(**{**chart.__dict__, "rows": ROWS[vis.id], "interval": chart.interval})
+            model.Chart(**{**chart.__dict__, "rows": ROWS[vis.id], "interval": chart.interval})
         )
-    span = charts.TimeRange(T0, T0 + dt.timedelta(minutes=30))
-    return charts.Report("clickstream-events-*", span, T0 + dt.timedelta(hours=1), built)
+    span = model.TimeRange(T0, T0 + dt.timedelta(minutes=30))
+    return model.Report("clickstream-events-*", span, T0 + dt.timedelta(hours=1), built)
 
 
 def _embedded(page: str) -> dict[str, Any]:
