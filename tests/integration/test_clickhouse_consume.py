@@ -20,6 +20,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from clickstream import kafka
 from clickstream.cli import jobs
 from clickstream.events import Document, Event
 from clickstream.produce import publish
@@ -171,6 +172,9 @@ class TestWhatAUserSees:
     """`clickstream consume --sink clickhouse` when ClickHouse is not ready: one line."""
 
     def _consume(self, settings: Settings, tmp_path) -> subprocess.CompletedProcess[str]:
+        """The topic exists (consume checks Kafka first); ClickHouse is what is not ready."""
+        for topic in (settings.kafka.topic, settings.kafka.dlq_topic):
+            kafka.ensure_topic(settings.kafka, topic, settings.kafka.partitions)
         return subprocess.run(
             [CLI, "consume", "--sink", "clickhouse", "--until-idle", "1"],
             env=ch_env(settings),
@@ -188,6 +192,20 @@ class TestWhatAUserSees:
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error:")
         assert "clickstream setup --sink clickhouse" in last
+
+    def test_a_missing_dead_letter_topic_names_the_clickhouse_setup(self, ch_settings, tmp_path):
+        """ClickHouse's dead-letter topic is its own: the hint names the setup that makes it."""
+        settings = ch_settings()
+        kafka.ensure_topic(settings.kafka, settings.kafka.topic, settings.kafka.partitions)
+        done = subprocess.run(
+            [CLI, "consume", "--sink", "clickhouse", "--until-idle", "1"],
+            env=ch_env(settings), cwd=tmp_path, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert settings.kafka.dlq_topic in last
+        assert "run `clickstream setup --sink clickhouse` to create it" in last
 
     def test_an_unreachable_server_is_exit_3(self, ch_settings, tmp_path):
         """Nothing listening where ClickHouse should be: exit 3, one line."""
