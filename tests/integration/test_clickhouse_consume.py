@@ -244,13 +244,13 @@ class TestWhatAUserSees:
 class TestSigkill:
     """SIGKILL at random moments loses nothing and counts nothing twice in ClickHouse."""
 
-    def test_killed_many_times_over_thirty_thousand_events(self, ch_settings, tmp_path):
-        """30,000 events, `consume --sink clickhouse` with the user's defaults SIGKILLed at
+    def test_killed_many_times_over_fifty_thousand_events(self, ch_settings, tmp_path):
+        """50,000 events, `consume --sink clickhouse` with the user's defaults SIGKILLed at
         random points and restarted each time: the raw table holds exactly the produced
         events and every aggregate equals its recomputation from the distinct raw events."""
         settings = ch_settings()
         jobs.setup(settings)
-        produced = produce_events(settings, 30_000, seed=31)
+        produced = produce_events(settings, 50_000, seed=31)
         env = ch_env(settings)  # the user's defaults: no group.instance.id, no batch flags
         sink = ClickHouseSink.from_settings(settings)
         rng = random.Random(20261123)
@@ -264,7 +264,8 @@ class TestSigkill:
                     return raw_rows(sink) > b or not proc.alive()
 
                 wait_for(writing_or_exited, 90, "inserting after a restart", every=0.1)
-                time.sleep(rng.uniform(0.0, 1.0))
+                # ClickHouse takes a 2,000-event batch in a few ms: kill within half a second.
+                time.sleep(rng.uniform(0.0, 0.5))
                 assert proc.alive(), proc.stderr()[-2000:]
                 proc.signal(signal.SIGKILL)
                 proc.wait(timeout=30)
