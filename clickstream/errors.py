@@ -128,3 +128,33 @@ class TemplateMissing(OpenSearchRefused):
     """The index template the daily indices need is not there: `clickstream setup` makes it."""
 
     exit_code = ExitCode.USAGE
+
+
+class ClickHouseUnavailable(SinkUnavailable):
+    """ClickHouse cannot be reached or is overloaded: retry the same batch later."""
+
+
+class ClickHouseBusy(ClickHouseUnavailable):
+    """ClickHouse answered "not now" (overload, limits, a timeout on its side): the sink
+    retries the batch itself before it gives up to the consumer."""
+
+
+class ClickHouseFailure(ClickstreamError):
+    """ClickHouse refused a request in a way retrying will not fix."""
+
+
+class ClickHouseRefused(SinkRefused, ClickHouseFailure):
+    """ClickHouse refuses a batch because of its tables, their types or the server, not the
+    events: stop, commit nothing."""
+
+
+class ClickHouseForbidden(ClickHouseRefused):
+    """ClickHouse refuses our credentials or their grants: the configuration's fault."""
+
+    exit_code = ExitCode.USAGE
+
+
+class TablesMissing(ClickHouseRefused):
+    """The ClickHouse tables are not there: `clickstream setup --sink clickhouse` makes them."""
+
+    exit_code = ExitCode.USAGE

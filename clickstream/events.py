@@ -165,13 +165,20 @@ class Event(BaseModel):
         return self.timestamp.strftime("%Y.%m.%d")
 
 
+#: The partition and offset of a document that was not read from Kafka (a test, a backfill).
+NO_KAFKA: Final = -1
+
+
 class Document(NamedTuple):
     """A valid event as the sinks store it: its id, its UTC day (`YYYY.MM.DD`, which names
-    its daily index) and its JSON source on one line."""
+    its daily index), its JSON source on one line, and the Kafka partition and offset it was
+    read at (a sink that keeps provenance stores them; `NO_KAFKA` if it was not)."""
 
     event_id: str
     day: str
     source: bytes
+    partition: int = NO_KAFKA
+    offset: int = NO_KAFKA
 
     @classmethod
     def of(cls, event: Event, source: bytes | None = None) -> Document:

@@ -232,13 +232,21 @@ def topic_partitions(
     return len(found.partitions)
 
 
-def require_topic(client: Any, bootstrap: str, topic: str, *, subscribed: bool = False) -> int:
-    """The partition count of an existing topic; a clear error if it is missing."""
+def require_topic(
+    client: Any,
+    bootstrap: str,
+    topic: str,
+    *,
+    subscribed: bool = False,
+    setup: str = "clickstream setup",
+) -> int:
+    """The partition count of an existing topic; a clear error, naming the `setup` command
+    that creates it, if it is missing."""
     partitions = topic_partitions(client, bootstrap, topic, subscribed=subscribed)
     if partitions is None:
         raise KafkaFailure(
             f"topic {topic!r} does not exist on {bootstrap}",
-            hint="run `clickstream setup` to create it",
+            hint=f"run `{setup}` to create it",
         )
     return partitions
 

@@ -315,6 +315,9 @@ class ClickHouseSettings(_Section):
     #: The consumer group of `consume --sink clickhouse`: its own, so that each sink reads,
     #: lags and fails on its own.
     group_id: str = "clickstream-clickhouse"
+    #: Where `consume --sink clickhouse` dead-letters (default `<kafka.topic>.clickhouse.dlq`):
+    #: its own, so that each sink's dead letters are counted and replayed into it alone.
+    dlq_topic: str | None = None
     timeout: float = Field(default=30.0, gt=0)
 
     _url_credentials = model_validator(mode="before")(_credentials_from_url)
@@ -323,6 +326,11 @@ class ClickHouseSettings(_Section):
     @classmethod
     def _has_scheme(cls, value: str) -> str:
         return _http_url(value)
+
+    @field_validator("dlq_topic")
+    @classmethod
+    def _legal_topic(cls, value: str | None) -> str | None:
+        return None if value is None else _topic_name(value)
 
     @field_validator("database", "table_prefix")
     @classmethod
@@ -343,8 +351,15 @@ class SimulationSettings(_Section):
     seed: int | None = None
 
 
+#: The stores `consume` can write to.
+SinkName = Literal["opensearch", "clickhouse"]
+
+
 class ConsumerSettings(_Section):
-    """How `consume` batches and retries."""
+    """Which store `consume` writes to, and how it batches and retries."""
+
+    #: The store of `consume`, `status` and `dlq replay` (`--sink`).
+    sink: SinkName = "opensearch"
 
     batch_size: int = Field(default=2000, ge=1, le=100_000)
     batch_timeout: float = Field(default=1.0, gt=0)
@@ -387,6 +402,28 @@ class Settings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     stack: StackSettings = StackSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def for_sink(self, sink: SinkName | None = None, *, group: str | None = None) -> Settings:
+        """These settings as `consume`, `status` and `dlq replay` use them for `sink` (by
+        default `consumer.sink`): `kafka.group_id` and `kafka.dlq_topic` become that sink's,
+        so that each sink reads, lags, dead-letters and fails on its own. `group` (the
+        `--group` flag) overrides the group."""
+        sink = sink or self.consumer.sink
+        kafka: dict[str, Any] = {}
+        if sink == "clickhouse":
+            ch = self.clickhouse
+            kafka = {
+                "group_id": ch.group_id,
+                "dlq_topic": ch.dlq_topic or f"{self.kafka.topic}.clickhouse.dlq",
+            }
+        if group is not None:
+            kafka["group_id"] = group
+        return self.model_copy(
+            update={
+                "kafka": self.kafka.model_copy(update=kafka),
+                "consumer": self.consumer.model_copy(update={"sink": sink}),
+            }
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values with every secret masked."""

@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,6 +52,22 @@ def settings(**overrides: Any) -> Settings:
     return loaded
 
 
+class SinkChoice(StrEnum):
+    """The stores `consume` writes to (`--sink`)."""
+
+    OPENSEARCH = "opensearch"
+    CLICKHOUSE = "clickhouse"
+
+
+def sink_settings(sink: SinkChoice | None, group: str | None = None, **overrides: Any) -> Settings:
+    """`settings(**overrides)` for a command that reads the topic for a sink: `--sink` (else
+    `consumer.sink`) picks the store, and with it its consumer group (unless `--group`
+    names one) and its dead-letter topic."""
+    chosen = None if sink is None else sink.value
+    consumer = {**overrides.pop("consumer", {}), "sink": chosen}
+    return settings(consumer=consumer, **overrides).for_sink(group=group)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """SIGINT/SIGTERM set the returned event instead of interrupting mid-write."""
@@ -82,4 +99,13 @@ Topic = Annotated[str | None, typer.Option("--topic", "-t", help="The events top
 SearchUrl = Annotated[str | None, typer.Option("--opensearch-url", help="OpenSearch URL.")]
 IndexPrefix = Annotated[
     str | None, typer.Option("--index-prefix", help="Daily indices are named PREFIX-YYYY.MM.DD.")
+]
+Sink = Annotated[
+    SinkChoice | None,
+    typer.Option(
+        "--sink",
+        help="The store: opensearch or clickhouse [default: consumer.sink, else opensearch]. "
+        "Each has its own consumer group and dead-letter topic.",
+        case_sensitive=False,
+    ),
 ]

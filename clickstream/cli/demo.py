@@ -38,21 +38,29 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
             "opensearch": settings.opensearch.model_copy(
                 update={"url": stack.opensearch_url(settings.stack)}
             ),
+            "clickhouse": settings.clickhouse.model_copy(
+                update={"url": stack.clickhouse_url(settings.stack)}
+            ),
         }
-    )
-    terminal.say("[bold]1/4[/] starting the local stack")
+    ).for_sink("opensearch")
+    terminal.say("[bold]1/5[/] starting the local stack")
     status, started = stack.up(local.stack)
     terminal.say(summaries.stack_status(status, started=started))
+    # ClickHouse is an optional extra: without it the demo is the OpenSearch half alone.
+    analytics = local.for_sink("clickhouse") if status.clickhouse.running else None
 
-    terminal.say("[bold]2/4[/] creating topics and the index template")
-    terminal.say(summaries.setup_lines(setup(local)))
+    terminal.say("[bold]2/5[/] creating topics, the index template and the ClickHouse tables")
+    changes = setup(local)
+    if analytics is not None:
+        changes += setup(analytics)[1:]  # the events topic is listed once
+    terminal.say(summaries.setup_lines(changes))
 
     # A day of history ending now, so the report shows the daily cycle (not a one-second
     # burst) and `report --since 1h` finds the latest hour: the population is sized for about
     # twice `events` a day, and the last `events` of that day are published.
     end = dt.datetime.now(dt.UTC).replace(microsecond=0)
     terminal.say(
-        f"[bold]3/4[/] simulating the news site's last {DEMO_HISTORY // dt.timedelta(hours=1)} "
+        f"[bold]3/5[/] simulating the news site's last {DEMO_HISTORY // dt.timedelta(hours=1)} "
         f"hours: the latest "
         f"{events:,} events go to {local.kafka.topic}"
     )
@@ -68,7 +76,7 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
     terminal.say(summaries.produce_summary(stats, local.kafka.topic))
 
     terminal.say(
-        f"[bold]4/4[/] indexing into OpenSearch until the topic is idle for {DEMO_IDLE_SECONDS:g}s"
+        f"[bold]4/5[/] indexing into OpenSearch until the topic is idle for {DEMO_IDLE_SECONDS:g}s"
     )
     consumed = consume(local, terminal, until_idle=DEMO_IDLE_SECONDS)
     terminal.say(summaries.consume_summary(consumed))
@@ -80,12 +88,39 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
 
     page = html.write(charts.report_for(local), Path(DEMO_REPORT))[0].resolve()
     terminal.say(f"\nThe dashboard's charts, offline: [bold]{page}[/] (open it in a browser)")
+
+    if analytics is None:
+        terminal.say(f"\n[bold]5/5[/] skipped: {status.clickhouse.detail}")
+    else:
+        terminal.say(
+            "\n[bold]5/5[/] the same events into ClickHouse, in a consumer group of its own, "
+            f"until the topic is idle for {DEMO_IDLE_SECONDS:g}s"
+        )
+        stored = consume(analytics, terminal, until_idle=DEMO_IDLE_SECONDS)
+        terminal.say(summaries.consume_summary(stored))
+        clickhouse_report(analytics, terminal)
     search = f"{local.opensearch.url}/{local.opensearch.index_pattern}/_search?pretty"
     terminal.say(
         "\nThe stack keeps running. Look around:\n"
         f"  curl '{search}'\n"
         "  clickstream produce --rate 50      (live traffic; Ctrl-C to stop)\n"
         "  clickstream consume                (index it as it comes)\n"
+        "  clickstream consume --sink clickhouse  (and into ClickHouse, in its own group)\n"
         "  clickstream report --since 1h      (the dashboard's numbers, in the terminal)\n"
         "Stop it with: clickstream stack down"
     )
+
+
+def clickhouse_report(settings: Settings, terminal: Terminal) -> None:
+    """What ClickHouse now holds, from its real-time aggregates.
+
+    A short summary for now; the full report from ClickHouse (the Grafana dashboards'
+    panels, offline) belongs here, in place of it."""
+    from clickstream.sinks.clickhouse.sink import ClickHouseSink  # noqa: PLC0415
+
+    sink = ClickHouseSink.from_settings(settings)
+    try:
+        overview = sink.overview()
+    finally:
+        sink.close()
+    terminal.say(summaries.clickhouse_overview(overview, sink.location))

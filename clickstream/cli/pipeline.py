@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from clickstream.cli import context, summaries
-from clickstream.cli.context import Bootstrap, IndexPrefix, SearchUrl, Topic
+from clickstream.cli.context import Bootstrap, IndexPrefix, SearchUrl, Sink, Topic
 from clickstream.errors import ConfigError, ExitCode
 
 dlq_app = typer.Typer(help="The dead-letter topic: try its messages again.", no_args_is_help=True)
@@ -30,10 +30,13 @@ def setup(
     ] = None,
     opensearch_url: SearchUrl = None,
     index_prefix: IndexPrefix = None,
+    sink: Sink = None,
 ) -> None:
-    """Create the events topic, the dead-letter topic and the index template. Idempotent:
-    existing topics and an identical template are left alone."""
-    settings = context.settings(
+    """Create the events topic, the sink's dead-letter topic and what the sink needs: the
+    index template (opensearch), or the tables and views (clickhouse). Idempotent: what
+    exists is left alone. Only the sink named is touched."""
+    settings = context.sink_settings(
+        sink,
         kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "partitions": partitions},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )
@@ -206,14 +209,19 @@ def consume(
             help="Consumer processes in the group (useful up to the topic's partition count).",
         ),
     ] = 1,
+    sink: Sink = None,
 ) -> None:
-    """Read the events topic in a consumer group and bulk-index the events into OpenSearch.
+    """Read the events topic in a consumer group and write the events to a store: OpenSearch
+    (bulk-indexed) or ClickHouse (one insert per batch; its views keep the aggregates).
 
-    Invalid messages go to the dead-letter topic with their reason. Offsets are committed only
-    after every message of a batch is indexed or dead-lettered. While OpenSearch or Kafka is
-    unreachable, consumption pauses and resumes by itself. Ctrl-C finishes the batch."""
-    settings = context.settings(
-        kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "group_id": group},
+    Each store reads in its own group. Invalid messages go to the dead-letter topic with their
+    reason. Offsets are committed only after every message of a batch is stored or
+    dead-lettered. While the store or Kafka is unreachable, consumption pauses and resumes by
+    itself. Ctrl-C finishes the batch."""
+    settings = context.sink_settings(
+        sink,
+        group,
+        kafka={"bootstrap_servers": bootstrap_servers, "topic": topic},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
         consumer={"batch_size": batch_size, "batch_timeout": batch_timeout},
     )
@@ -241,14 +249,18 @@ def status(
     opensearch_url: SearchUrl = None,
     index_prefix: IndexPrefix = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout, for machines.")] = False,
+    sink: Sink = None,
 ) -> None:
-    """Where consumption stands: per partition the group's committed offset, the end offset
-    and the lag; the documents in the index; the messages in the dead-letter topic."""
+    """Where consumption into a store stands: per partition its group's committed offset,
+    the end offset and the lag; the events in the store; the messages in its dead-letter
+    topic."""
     from clickstream.cli import jobs  # noqa: PLC0415
     from clickstream.consume import status as state_of  # noqa: PLC0415
 
-    settings = context.settings(
-        kafka={"bootstrap_servers": bootstrap_servers, "topic": topic, "group_id": group},
+    settings = context.sink_settings(
+        sink,
+        group,
+        kafka={"bootstrap_servers": bootstrap_servers, "topic": topic},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )
     found = state_of.collect(settings, jobs.open_sink(settings))
@@ -271,13 +283,16 @@ def dlq_replay(
     bootstrap_servers: Bootstrap = None,
     opensearch_url: SearchUrl = None,
     index_prefix: IndexPrefix = None,
+    sink: Sink = None,
 ) -> None:
-    """Try the dead-letter topic's messages again (after a fix), up to its end now: each is
-    indexed or dead-lettered again with its reason, and the counts add up as in `consume`."""
+    """Try the sink's dead-letter topic's messages again (after a fix), up to its end now:
+    each is stored or dead-lettered again with its reason, and the counts add up as in
+    `consume`."""
     from clickstream.cli import jobs  # noqa: PLC0415
     from clickstream.consume import replay  # noqa: PLC0415
 
-    settings = context.settings(
+    settings = context.sink_settings(
+        sink,
         kafka={"bootstrap_servers": bootstrap_servers},
         opensearch={"url": opensearch_url, "index_prefix": index_prefix},
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from clickstream.consume.loop import ConsumeStats
     from clickstream.dashboards.model import Chart, Report
     from clickstream.produce.publish import ProduceStats
+    from clickstream.sinks.clickhouse.sink import Overview
     from clickstream.sinks.opensearch.client import Summary
     from clickstream.stack.local import StackStatus
 
@@ -96,6 +97,17 @@ def index_summary(summary: Summary, pattern: str) -> Group:
         bars("by device", summary["by_device_type"]),
         bars("top users", summary["top_users"]),
     )
+
+
+def clickhouse_overview(overview: Overview, table: str) -> Group:
+    """What ClickHouse now holds: distinct events and users, and the top categories, read
+    from the materialized views' aggregates."""
+    title = Table(show_header=False, box=None)
+    title.add_row(
+        f"[bold]{overview.events:,} events from {overview.users:,} users in "
+        f"{escape(printable(table))}[/] (ClickHouse)"
+    )
+    return Group(title, bars("top categories", overview.categories))
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

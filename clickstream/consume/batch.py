@@ -138,9 +138,9 @@ class BatchHandler:
                 self._refused(batch, exc)
                 raise
             stored, retries = result.stored, result.retries
+            rejected = ErrorKind.rejected_by(self._sink.name)
             letters.extend(
-                DeadLetter(sources[r.position], ErrorKind.REJECTED, r.reason)
-                for r in result.rejected
+                DeadLetter(sources[r.position], rejected, r.reason) for r in result.rejected
             )
         if letters:
             self._dead_letters.send(letters, keep_alive=lambda: loop.wait(0.0, revocable=False))

@@ -13,22 +13,31 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from clickstream.deadletters.letter import DeadLetter, ErrorKind
-from clickstream.events import Document, Event, check_json
+from clickstream.events import NO_KAFKA, Document, Event, check_json
 
 
 def decode(message: Message) -> Document | DeadLetter:
-    """The event in `message`, ready to index as it came, or why there is none."""
+    """The event in `message`, ready to index as it came, with the partition and offset it
+    was read at, or why there is none."""
     value = message.value()
     if not value:
         return DeadLetter(message, ErrorKind.EMPTY, "message has no value")
     try:
-        return check_json(value) if b"\n" not in value else _slow(value)
+        doc = check_json(value) if b"\n" not in value else _slow(value)
     except (ValidationError, ValueError):
         # Not valid by the fast check: the model itself decides, and says why.
         try:
-            return _slow(value)
+            doc = _slow(value)
         except ValidationError as exc:
             return DeadLetter(message, *_classify_invalid(value, exc))
+    partition, offset = message.partition(), message.offset()
+    return Document(
+        doc.event_id,
+        doc.day,
+        doc.source,
+        NO_KAFKA if partition is None else partition,
+        NO_KAFKA if offset is None else offset,
+    )
 
 
 def _slow(value: bytes) -> Document:

@@ -97,11 +97,12 @@ class GroupMember:
             consumer = lambda **cb: make_consumer(settings.kafka, instance_id=instance, **cb)  # noqa: E731
         self.consumer = consumer(error_cb=self.on_error, on_commit=on_commit)
 
-    def require_topics(self) -> None:
-        """Fail with a clear error unless the broker answers and both topics exist."""
+    def require_topics(self, setup: str = "clickstream setup") -> None:
+        """Fail with a clear error, naming the `setup` command that creates them, unless the
+        broker answers and both topics exist."""
         bootstrap = self._kafka.bootstrap_servers
-        kafka.require_topic(self.consumer, bootstrap, self.source)
-        kafka.require_topic(self.consumer, bootstrap, self._kafka.dlq_topic)
+        kafka.require_topic(self.consumer, bootstrap, self.source, setup=setup)
+        kafka.require_topic(self.consumer, bootstrap, self._kafka.dlq_topic, setup=setup)
 
     def join(self, **rebalance: Callable[[Consumer, Any], None]) -> None:
         """Subscribe, with the loop's rebalance callbacks."""

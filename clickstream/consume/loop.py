@@ -158,7 +158,8 @@ class EventConsumer:
         pending, cfg, member = self._pending, self._cfg, self.member
         # Kafka first, then the store: a broker that is down or topics never set up say so
         # before a store that `clickstream setup` has not prepared either.
-        member.require_topics()
+        named = "" if cfg.sink == "opensearch" else f" --sink {cfg.sink}"
+        member.require_topics(f"clickstream setup{named}")
         self._sink.check()
         member.join(on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._track_idle = until_idle is not None

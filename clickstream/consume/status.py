@@ -1,5 +1,6 @@
 """Where consumption stands: per partition the group's committed offset, the end and the lag;
-the documents in the index; the messages in the dead-letter topic."""
+the documents in the store (the index, or the ClickHouse table); the messages in the
+dead-letter topic."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class Status:
     documents: int
     dlq_topic: str
     dead_letters: int
+    #: The store (`Sink.name`); `index_pattern` is where in it the events are.
+    sink: str = "opensearch"
 
     @property
     def lag(self) -> int:
@@ -118,6 +121,7 @@ def collect(settings: Settings, sink: Sink) -> Status:
         documents=documents,
         dlq_topic=k.dlq_topic,
         dead_letters=sum(p.end - p.low for p in dlq),
+        sink=sink.name,
     )
 
 
@@ -133,7 +137,11 @@ def render(status: Status) -> str:
     lines += [
         f"  {'total':>9}  {'':>12}  {sum(p.end for p in status.partitions):>12,}"
         f"  {status.lag:>10,}",
-        f"documents in {status.index_pattern}: {status.documents:,}",
+        (
+            f"documents in {status.index_pattern}: {status.documents:,}"
+            if status.sink == "opensearch"
+            else f"events in {status.sink} {status.index_pattern}: {status.documents:,}"
+        ),
         f"messages in dead-letter topic {status.dlq_topic}: {status.dead_letters:,}",
     ]
     return "\n".join(lines)

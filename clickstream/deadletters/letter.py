@@ -44,6 +44,11 @@ class ErrorKind:
     INVALID_EVENT = "invalid_event"
     REJECTED = "rejected_by_opensearch"
 
+    @staticmethod
+    def rejected_by(sink: str) -> str:
+        """The kind of a message that the store `sink` (a `Sink.name`) refused."""
+        return f"rejected_by_{sink}"
+
 
 @dataclass(frozen=True)
 class DeadLetter:

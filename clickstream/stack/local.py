@@ -1,4 +1,5 @@
-"""Start, stop and inspect the local stack: a Kafka-compatible broker and an OpenSearch server.
+"""Start, stop and inspect the local stack: a Kafka-compatible broker, an OpenSearch server
+and, if chdb is installed, a ClickHouse server (`clickstream.stack.chserver`).
 
 Both come from PyPI (`pip install 'clickstream[stack]'`): `noida-db` speaks the Kafka
 protocol and runs as its own background daemon, keyed by its data dir; `osmem-server`
@@ -8,6 +9,7 @@ Everything lives under `StackSettings.state_dir`:
     kafka/            noida-db's data dir (topics and offsets survive restarts; log in noida.log)
     opensearch.pid    the pid of the osmem-server that `up` started
     opensearch.log    its output
+    clickhouse/, clickhouse.pid, clickhouse.log   the local ClickHouse (see its `control`)
 
 `down` stops exactly what `up` started: the daemon of that data dir, and the recorded pid
 only while it is still an osmem-server process.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import os
 import re
@@ -34,6 +37,9 @@ from typing import Any
 
 from clickstream.errors import StackError
 from clickstream.settings import StackSettings
+from clickstream.stack.service import ServiceStatus
+
+__all__ = ["ServiceStatus", "StackStatus", "down", "status", "up"]
 
 INSTALL_HINT = "pip install 'clickstream[stack]'"
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
@@ -43,36 +49,21 @@ _NOIDA_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
-class ServiceStatus:
-    """One service of the local stack: where it listens and whether it runs."""
-
-    name: str
-    address: str
-    running: bool
-    pid: int | None
-    detail: str
-
-    def render(self) -> str:
-        state = "running" if self.running else "stopped"
-        pid = f"pid {self.pid}" if self.pid is not None else "-"
-        return f"{self.name:<11} {state:<8} {self.address:<24} {pid:<10} {self.detail}"
-
-
-@dataclass(frozen=True)
 class StackStatus:
-    """Both services of the local stack."""
+    """The services of the local stack: Kafka, OpenSearch and (if installed) ClickHouse."""
 
     kafka: ServiceStatus
     opensearch: ServiceStatus
+    clickhouse: ServiceStatus
 
     @property
-    def services(self) -> tuple[ServiceStatus, ServiceStatus]:
-        return (self.kafka, self.opensearch)
+    def services(self) -> tuple[ServiceStatus, ...]:
+        return (self.kafka, self.opensearch, self.clickhouse)
 
     @property
     def running(self) -> bool:
-        """True when every service runs."""
-        return all(service.running for service in self.services)
+        """True when every installed service runs."""
+        return all(service.running for service in self.services if service.installed)
 
     def render(self) -> str:
         """One line per service, for people."""
@@ -117,6 +108,11 @@ def kafka_address(settings: StackSettings) -> str:
 def opensearch_url(settings: StackSettings) -> str:
     """The URL of the search server that `up` starts."""
     return f"http://{_hostport(settings.host, settings.opensearch_port)}"
+
+
+def clickhouse_url(settings: StackSettings) -> str:
+    """The URL of the ClickHouse server that `up` starts (if chdb is installed)."""
+    return f"http://{_hostport(settings.host, settings.clickhouse_port)}"
 
 
 # -- the emulator binaries -------------------------------------------------------------------
@@ -334,9 +330,29 @@ def _opensearch_status(settings: StackSettings) -> ServiceStatus:
     return ServiceStatus("opensearch", f"http://{addr}", True, pid, f"log {log}")
 
 
+def clickhouse_installed() -> bool:
+    """Whether chdb, the local ClickHouse's engine, is installed (an optional extra)."""
+    return importlib.util.find_spec("chdb") is not None
+
+
+def _clickhouse_status(settings: StackSettings) -> ServiceStatus:
+    from clickstream.stack.chserver import control  # noqa: PLC0415  (imports this module)
+
+    if not clickhouse_installed():
+        detail = f"not installed: {control.INSTALL_HINT}"
+        return ServiceStatus(
+            "clickhouse", clickhouse_url(settings), False, None, detail, installed=False
+        )
+    return control.status(settings.state_dir, settings.host, settings.clickhouse_port)
+
+
 def status(settings: StackSettings) -> StackStatus:
     """What runs where; never starts or stops anything."""
-    return StackStatus(kafka=_kafka_status(settings), opensearch=_opensearch_status(settings))
+    return StackStatus(
+        kafka=_kafka_status(settings),
+        opensearch=_opensearch_status(settings),
+        clickhouse=_clickhouse_status(settings),
+    )
 
 
 # -- up and down -----------------------------------------------------------------------------
@@ -388,15 +404,30 @@ def _last_log_line(path: Path) -> str:
     return f": {lines[-1].strip()}" if lines else ""
 
 
+def _wait_for_clickhouse(settings: StackSettings, timeout: float, pid: int | None) -> None:
+    from clickstream.stack.chserver import control  # noqa: PLC0415  (imports this module)
+
+    log = control.paths(settings.state_dir).log
+    try:
+        control.wait_until_ready(clickhouse_url(settings), timeout, pid=pid)
+    except StackError as exc:
+        raise StackError(exc.message + _last_log_line(log), hint=f"log: {log}") from None
+
+
 def up(settings: StackSettings, *, timeout: float = 60.0) -> tuple[StackStatus, bool]:
-    """Start whatever is not running yet and wait until both answer.
+    """Start whatever is not running yet and wait until every service answers; ClickHouse
+    only if chdb is installed (without it Kafka and OpenSearch start, and the status says
+    how to install it).
 
     Returns the status and whether anything was started. If a start fails, what this call
     started is stopped again, and `StackError` says which service, which port and which log.
     """
+    from clickstream.stack.chserver import control  # noqa: PLC0415  (imports this module)
+
     deadline, where = time.monotonic() + timeout, paths(settings)
     before = status(settings)
     start_kafka, start_opensearch = not before.kafka.running, not before.opensearch.running
+    start_clickhouse = before.clickhouse.installed and not before.clickhouse.running
     if start_kafka:
         if before.kafka.pid is not None:  # someone ran `noida-db stop kafka` by hand
             raise StackError(
@@ -408,12 +439,17 @@ def up(settings: StackSettings, *, timeout: float = 60.0) -> tuple[StackStatus, 
     if start_opensearch:
         _osmem_binary()
         _check_port("opensearch", settings.host, settings.opensearch_port, "opensearch_port")
+    if start_clickhouse:
+        _check_port("clickhouse", settings.host, settings.clickhouse_port, "clickhouse_port")
     os_pid = before.opensearch.pid
+    ch_pid = before.clickhouse.pid
     try:
         if start_kafka:
             _start_kafka(settings)
         if start_opensearch:
             os_pid = _start_opensearch(settings)
+        if start_clickhouse:
+            ch_pid = control.start(settings.state_dir, settings.host, settings.clickhouse_port)
         kafka = _kafka_status(settings)
         try:
             wait_for_kafka(kafka.address, max(deadline - time.monotonic(), 0.0), pid=kafka.pid)
@@ -425,11 +461,15 @@ def up(settings: StackSettings, *, timeout: float = 60.0) -> tuple[StackStatus, 
         except StackError as exc:
             message = exc.message + _last_log_line(where.opensearch_log)
             raise StackError(message, hint=f"log: {where.opensearch_log}") from None
+        if start_clickhouse:
+            _wait_for_clickhouse(settings, max(deadline - time.monotonic(), 0.0), ch_pid)
     except BaseException:
         with contextlib.suppress(StackError):  # the failure to report is the one above
             _stop(settings, kafka=start_kafka, opensearch_pid=os_pid if start_opensearch else None)
+            if start_clickhouse:
+                control.stop(settings.state_dir)
         raise
-    return status(settings), start_kafka or start_opensearch
+    return status(settings), start_kafka or start_opensearch or start_clickhouse
 
 
 def _gone(pid: int, grace: float) -> bool:
@@ -481,6 +521,9 @@ def down(settings: StackSettings) -> StackStatus:
     pid = _read_pid(paths(settings).pid_file)
     if pid is not None and (not _alive(pid) or _osmem_addr(pid) is None):
         pid = None
+    from clickstream.stack.chserver import control  # noqa: PLC0415  (imports this module)
+
     _stop(settings, kafka=True, opensearch_pid=pid)
     paths(settings).pid_file.unlink(missing_ok=True)
+    control.stop(settings.state_dir)
     return status(settings)

@@ -1,8 +1,9 @@
-"""Real broker and search server processes, started once per test session.
+"""Real broker, search server and ClickHouse processes, started once per test session.
 
-The session's stack runs on free ports in a pytest temporary directory. Each test gets its
-own uuid-named topic, group and index prefix, and what it made is deleted afterwards
-(osmem-server keeps everything in RAM; noida-db keeps a group's offsets after its topic).
+The session's stack runs on free ports in a pytest temporary directory (ClickHouse only if
+chdb is installed). Each test gets its own uuid-named topic, group, index prefix and
+ClickHouse database, and what it made is deleted afterwards (osmem-server keeps everything
+in RAM; noida-db keeps a group's offsets after its topic).
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def stack_settings(
     tmp_path_factory: pytest.TempPathFactory, unavailable: Callable[[str], NoReturn]
 ) -> Iterator[StackSettings]:
     """A broker and a search server for the whole session, stopped at its end."""
-    kafka_port, opensearch_port = _free_ports(2)
+    kafka_port, opensearch_port, clickhouse_port = _free_ports(3)
     settings = StackSettings(
         kafka_port=kafka_port,
         opensearch_port=opensearch_port,
+        clickhouse_port=clickhouse_port,
         state_dir=tmp_path_factory.mktemp("stack"),
     )
     problem: str | None = None
@@ -139,6 +141,29 @@ def index_prefix(opensearch_client: OpenSearch) -> Iterator[str]:
     for name in indices.get_template():
         if name.startswith(prefix):
             indices.delete_template(name=name)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(stack_settings: StackSettings, unavailable: Callable[[str], NoReturn]) -> str:
+    """The session's ClickHouse (the local server, chdb behind the HTTP interface)."""
+    if not stack.status(stack_settings).clickhouse.running:
+        unavailable(f"the local ClickHouse is not running ({stack.status(stack_settings)})")
+    return stack.clickhouse_url(stack_settings)
+
+
+@pytest.fixture
+def clickhouse_database(stack_settings: StackSettings) -> Iterator[str]:
+    """A fresh ClickHouse database name (not created); dropped afterwards if it was."""
+    name = f"test_{uuid.uuid4().hex}"
+    yield name
+    if stack.status(stack_settings).clickhouse.running:
+        from clickstream.sinks.clickhouse.client import connect  # noqa: PLC0415
+
+        client = connect(stack_settings.host, stack_settings.clickhouse_port)
+        try:
+            client.command(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            client.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ Slow commands that do not depend on each other run side by side to keep the file
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
 import shutil
@@ -390,13 +391,16 @@ class TestDemo:
         free_ports: Callable[[int], list[int]],
         unavailable: Callable[[str], NoReturn],
     ) -> None:
-        """The demo starts a stack, indexes 1,500 events and reports them; down frees ports."""
-        kafka_port, opensearch_port = free_ports(2)
+        """The demo starts a stack, indexes 1,500 events and reports them, stores the same
+        1,500 in ClickHouse (when chdb is installed) and summarises its views; down frees
+        ports."""
+        kafka_port, opensearch_port, clickhouse_port = free_ports(3)
         name = f"test-{uuid.uuid4().hex}"
         env = _clean_env(
             {
                 "CLICKSTREAM_STACK__KAFKA_PORT": str(kafka_port),
                 "CLICKSTREAM_STACK__OPENSEARCH_PORT": str(opensearch_port),
+                "CLICKSTREAM_STACK__CLICKHOUSE_PORT": str(clickhouse_port),
                 "CLICKSTREAM_STACK__STATE_DIR": str(tmp_path / "state"),
                 "CLICKSTREAM_KAFKA__TOPIC": name,
                 "CLICKSTREAM_KAFKA__DLQ_TOPIC": f"{name}.dlq",
@@ -414,11 +418,15 @@ class TestDemo:
         output = demo.stdout + demo.stderr
         assert f"1,500 events in {name}-*" in output
         assert "1,500 indexed" in output
+        if importlib.util.find_spec("chdb") is not None:
+            assert "1,500 events from" in output, output[-3000:]
+            assert "(ClickHouse)" in output
         assert "Traceback" not in output
         assert down.returncode == 0, down.stderr
         assert "running" not in down.stderr.replace("not running", "")
         assert _bindable(kafka_port), f"kafka port {kafka_port} still taken after stack down"
         assert _bindable(opensearch_port), f"opensearch port {opensearch_port} still taken"
+        assert _bindable(clickhouse_port), f"clickhouse port {clickhouse_port} still taken"
 
 
 # -- usage errors and help -------------------------------------------------------------------

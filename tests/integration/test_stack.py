@@ -25,9 +25,12 @@ def own(
     missing = [name for name in ("noida_db", "osmem_server") if not importlib.util.find_spec(name)]
     if missing:
         unavailable(f"{', '.join(missing)} not installed ({stack.INSTALL_HINT})")
-    kafka_port, opensearch_port = free_ports(2)
+    kafka_port, opensearch_port, clickhouse_port = free_ports(3)
     settings = StackSettings(
-        kafka_port=kafka_port, opensearch_port=opensearch_port, state_dir=tmp_path / "state"
+        kafka_port=kafka_port,
+        opensearch_port=opensearch_port,
+        clickhouse_port=clickhouse_port,
+        state_dir=tmp_path / "state",
     )
     yield settings
     stack.down(settings)

@@ -288,6 +288,35 @@ class TestPlaintextSecrets:
         ]
 
 
+class TestForSink:
+    """Each sink reads in its own group and dead-letters to its own topic."""
+
+    def test_opensearch_keeps_the_kafka_group(self, conf):
+        """The default sink reads in `kafka.group_id` with `kafka.dlq_topic`."""
+        settings = load_settings(conf).for_sink()
+        assert settings.consumer.sink == "opensearch"
+        assert settings.kafka.group_id == "file-group"
+        assert settings.kafka.dlq_topic == "clickstream.events.dlq"
+
+    def test_clickhouse_reads_in_its_own_group(self, conf):
+        """ClickHouse reads in `clickhouse.group_id`, dead-letters to a topic of its own."""
+        settings = load_settings(conf).for_sink("clickhouse")
+        assert settings.consumer.sink == "clickhouse"
+        assert settings.kafka.group_id == "clickstream-clickhouse"
+        assert settings.kafka.dlq_topic == "from-file.clickhouse.dlq"
+
+    def test_the_configured_sink_is_the_default(self, conf):
+        """`consumer.sink` in the file picks the sink when no flag does."""
+        conf.write_text(conf.read_text() + '[consumer]\nsink = "clickhouse"\n')
+        settings = load_settings(conf).for_sink()
+        assert settings.kafka.group_id == "clickstream-clickhouse"
+
+    def test_a_named_group_wins(self, conf):
+        """`--group` overrides the sink's group."""
+        settings = load_settings(conf).for_sink("clickhouse", group="mine")
+        assert settings.kafka.group_id == "mine"
+
+
 class TestReadmeExamples:
     """The configuration examples in the README load, and make the librdkafka settings
     that the secure-connection tests run with."""

@@ -9,19 +9,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clickstream.sinks.clickhouse.errors import (
+    FORBIDDEN_CODES,
+    MISSING_CODES,
     RETRYABLE_CODES,
+    ClickHouseBusy,
     ClickHouseFailure,
+    ClickHouseForbidden,
+    ClickHouseRefused,
     ClickHouseUnavailable,
+    TablesMissing,
 )
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 INSTALL_HINT = "pip install 'clickstream[clickhouse]'"
+SETUP_HINT = "run `clickstream setup --sink clickhouse`"
 
 
 def translate(exc: BaseException, doing: str) -> ClickHouseUnavailable | ClickHouseFailure:
-    """`exc` from clickhouse-connect as the one-line error the user sees, retryable or not."""
+    """`exc` from clickhouse-connect as the one-line error the user sees: unavailable (retry
+    later), or refused for the store's sake (missing tables, credentials, types: stop)."""
     from clickhouse_connect.driver.exceptions import (  # noqa: PLC0415  (optional extra)
         DatabaseError,
         OperationalError,
@@ -30,11 +38,17 @@ def translate(exc: BaseException, doing: str) -> ClickHouseUnavailable | ClickHo
     code = getattr(exc, "code", None)
     text = " ".join(str(exc).split())
     first = text.split(" (for url ")[0]
-    if isinstance(exc, OperationalError) or code in RETRYABLE_CODES:
+    if isinstance(exc, OperationalError):
         return ClickHouseUnavailable(f"ClickHouse unavailable while {doing}: {first}")
-    if isinstance(exc, DatabaseError) and code is None and "HTTP status 5" in text:
-        return ClickHouseUnavailable(f"ClickHouse unavailable while {doing}: {first}")
-    return ClickHouseFailure(f"ClickHouse refused {doing}: {first}")
+    if code in RETRYABLE_CODES or (
+        isinstance(exc, DatabaseError) and code is None and "HTTP status 5" in text
+    ):
+        return ClickHouseBusy(f"ClickHouse unavailable while {doing}: {first}")
+    if code in FORBIDDEN_CODES:
+        return ClickHouseForbidden(f"ClickHouse refused our credentials {doing}: {first}")
+    if code in MISSING_CODES:
+        return TablesMissing(f"ClickHouse refused {doing}: {first}", hint=SETUP_HINT)
+    return ClickHouseRefused(f"ClickHouse refused {doing}: {first}")
 
 
 def connect(

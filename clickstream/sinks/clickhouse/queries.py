@@ -174,3 +174,18 @@ def ingest_latency(t: Tables) -> str:
         "    quantile(0.99)(dateDiff('millisecond', timestamp, ingested_at)) / 1000 AS p99_s\n"
         f"FROM {t.events}\nWHERE {_in_range('ingested_at')}\nGROUP BY minute\nORDER BY minute"
     )
+
+
+def overview(t: Tables) -> dict[str, str]:
+    """What a short summary shows, all time: `events` (distinct events in the raw table),
+    `users` (distinct users, from the audience view) and `categories` (distinct events per
+    category from the events view, most first, `{limit:UInt32}` rows)."""
+    return {
+        "events": f"SELECT uniqExact(event_id) FROM {t.events}",  # noqa: S608
+        "users": f"SELECT uniqExactMerge(users) FROM {t.audience_1m}",  # noqa: S608
+        "categories": (
+            "SELECT category, uniqExactMerge(events) AS events\n"
+            f"FROM {t.events_1m}\nWHERE category != ''\nGROUP BY category\n"
+            "ORDER BY events DESC, category\nLIMIT {limit:UInt32}"
+        ),
+    }

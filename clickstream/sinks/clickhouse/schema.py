@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from clickstream import events
+
 #: ClickHouse identifiers we create: unquoted-safe names.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -43,7 +45,7 @@ EVENT_COLUMNS: Final = (
     ("kafka_offset", "Int64"),
 )
 #: Where an event did not come from Kafka (a backfill, a test), its partition and offset.
-NO_KAFKA: Final = -1
+NO_KAFKA: Final = events.NO_KAFKA
 #: The events that react to an article, the last step of the session funnel.
 REACTIONS: Final = ("like", "comment", "share")
 #: Bucket widths of the aggregates.

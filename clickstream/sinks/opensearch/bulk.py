@@ -58,12 +58,12 @@ def _bulk_lines(items: Sequence[BulkItem], prefix: str) -> list[bytes]:
     # The action line up to the id, per day: `{"index":{"_index":"<prefix>-<day>","_id":"`.
     heads: dict[str, bytes] = {}
     for item in items:
-        if type(item) is Document:
-            event_id, day, source = item
-        else:
-            event_id, day, source = (
-                Document.of(item) if isinstance(item, Event) else Document.of(*item)
-            )
+        doc = (
+            item
+            if type(item) is Document
+            else (Document.of(item) if isinstance(item, Event) else Document.of(*item))
+        )
+        event_id, day, source = doc.event_id, doc.day, doc.source
         head = heads.get(day)
         if head is None:
             name = orjson.dumps(daily_index(prefix, day))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clickstream.errors import StackError
-from clickstream.stack.local import ServiceStatus
+from clickstream.stack.service import ServiceStatus
 
 INSTALL_HINT = "pip install 'clickstream[clickhouse-local]'"
 MODULE = "clickstream.stack.chserver"

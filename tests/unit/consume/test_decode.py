@@ -32,14 +32,16 @@ class TestDecode:
         """A valid event message becomes a document of its id, its day and the message."""
         event = make_event()
         value = event.to_json()
-        assert decode(make_message(value)) == Document(str(event.event_id), event.day, value)
+        assert decode(make_message(value, partition=2, offset=41)) == Document(
+            str(event.event_id), event.day, value, 2, 41
+        )
 
     def test_multi_line_event_is_indexed_on_one_line(self):
         """A pretty-printed event is valid; its document is the compact form."""
         event = make_event()
         pretty = orjson.dumps(event.to_dict(), option=orjson.OPT_INDENT_2)
         assert decode(make_message(pretty)) == Document(
-            str(event.event_id), event.day, event.to_json()
+            str(event.event_id), event.day, event.to_json(), 0, 0
         )
 
     def test_forms_only_the_model_accepts_are_kept_as_they_came(self):

@@ -78,7 +78,7 @@ class TestEventConsumer:
         assert [s["value"] for s in producer.sent] == [messages[2].value()]
         headers = producer.sent[0]["headers"]
         assert headers["clickstream.error.reason"] == b"mapper_parsing_exception: no"
-        assert headers["clickstream.error.kind"] == b"rejected_by_opensearch"
+        assert headers["clickstream.error.kind"] == b"rejected_by_memory"
         assert (stats.indexed, stats.dead_lettered) == (3, 1)
         assert consumer.committed_offsets() == {P0: 4}
 

@@ -36,6 +36,7 @@ class TestStatus:
         assert [line.split()[:2] for line in lines] == [
             ["kafka", "stopped"],
             ["opensearch", "stopped"],
+            ["clickhouse", "stopped"],
         ]
         assert json.loads(json.dumps(status.to_dict()))["kafka"]["address"] == "127.0.0.1:29092"
 
@@ -53,6 +54,22 @@ class TestStatus:
         assert where.kafka_dir == (settings.state_dir / "kafka").resolve()
         assert where.pid_file.name == "opensearch.pid"
         assert where.opensearch_log.is_absolute()
+
+
+class TestClickHouseAbsent:
+    """Without chdb (an optional extra) the stack runs without ClickHouse, and says so."""
+
+    def test_status_says_how_to_install_it(self, settings, monkeypatch):
+        """ClickHouse shows as absent with the extra to install; the stack counts as
+        running without it."""
+        monkeypatch.setattr(stack, "clickhouse_installed", lambda: False)
+        status = stack.status(settings)
+        assert not status.clickhouse.installed
+        assert "clickstream[clickhouse-local]" in status.clickhouse.detail
+        assert status.clickhouse.render().split()[:2] == ["clickhouse", "absent"]
+        running = stack.ServiceStatus("kafka", "a", True, 1, "")
+        whole = stack.StackStatus(running, running, status.clickhouse)
+        assert whole.running
 
 
 class TestDown:

@@ -126,6 +126,7 @@ class TestTranslate:
         raw = "Code: 60.\nDB::Exception: Unknown table (for url http://h:8123?query=...)"
         error = translate(DatabaseError(raw, code=60), "inserting 5 events")
         assert (
-            str(error)
+            error.message
             == "ClickHouse refused inserting 5 events: Code: 60. DB::Exception: Unknown table"
         )
+        assert "\n" not in str(error)
