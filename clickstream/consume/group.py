@@ -91,7 +91,7 @@ class GroupMember:
         self.instance_id = settings.kafka.extra.get(membership.INSTANCE_ID)
         if consumer is None:
             if self.instance_id is None and settings.consumer.static_membership:
-                self._claim = membership.claim(self.group)
+                self._claim = membership.claim(self.group, cluster=settings.kafka.bootstrap_servers)
                 self.instance_id = self._claim.instance_id
             instance = self.instance_id if self._claim is not None else None
             consumer = lambda **cb: make_consumer(settings.kafka, instance_id=instance, **cb)  # noqa: E731
@@ -208,12 +208,14 @@ class GroupMember:
         the member id. librdkafka's close alone does not leave the group for a static member
         (KIP-345: it keeps its place for its restart); unsubscribing first does. Only a crash
         keeps the partitions waiting, for the crashed consumer's restart."""
+        left = False
         with contextlib.suppress(KafkaException, RuntimeError):  # already closed
             self.consumer.unsubscribe()
             deadline = self._clock() + LEAVE_GRACE
             while self.consumer.assignment() and self._clock() < deadline:
                 self.consumer.poll(0.05)  # serves the revocation; nothing more is handled
             self.consumer.poll(0.05)  # lets the leave request go out
+            left = not self.consumer.assignment() and not self.outage.active
             self.consumer.close()
         if self._claim is not None:
-            self._claim.release()
+            self._claim.release(left=left)

@@ -22,10 +22,25 @@ class TestClaim:
         assert first.instance_id.startswith("clickstream-web-1-")
 
     def test_a_released_slot_is_claimed_again(self, tmp_path):
-        """Once a consumer stops, the next one takes its slot and its id."""
+        """Once a consumer has left its group, the next one takes the lowest slot again."""
         first = membership.claim("indexer", lock_dir=tmp_path)
-        first.release()
+        first.release(left=True)
         assert membership.claim("indexer", lock_dir=tmp_path).instance_id == first.instance_id
+
+    def test_a_member_that_could_not_leave_is_replaced_first(self, tmp_path):
+        """A consumer that stopped without leaving (the broker was away) is taken over
+        before any new slot, as a crashed one is."""
+        first = membership.claim("indexer", lock_dir=tmp_path)
+        second = membership.claim("indexer", lock_dir=tmp_path)
+        second.release(left=False)
+        first.release(left=True)
+        assert membership.claim("indexer", lock_dir=tmp_path).slot == 1
+
+    def test_clusters_have_slots_of_their_own(self, tmp_path):
+        """A consumer of the same group name on another cluster does not take this one's
+        slot, so a restart here gets its own id back whatever runs against other brokers."""
+        membership.claim("indexer", cluster="kafka-a:9092", lock_dir=tmp_path)
+        assert membership.claim("indexer", cluster="kafka-b:9092", lock_dir=tmp_path).slot == 0
 
     def test_groups_have_slots_of_their_own(self, tmp_path):
         """A consumer of another group starts at slot 0 too."""
@@ -52,7 +67,9 @@ class TestClaim:
         )
         assert holder.stdout is not None
         held = holder.stdout.readline().strip()
-        assert membership.claim("indexer", lock_dir=tmp_path).slot == 1  # slot 0 is held
+        newcomer = membership.claim("indexer", lock_dir=tmp_path)
+        assert newcomer.slot == 1  # slot 0 is held
+        newcomer.release(left=True)
         holder.kill()
         holder.wait()
         holder.stdout.close()
