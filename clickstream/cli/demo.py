@@ -20,8 +20,9 @@ DEMO_HISTORY = dt.timedelta(hours=24)
 EVENTS_PER_USER_DAY = 12
 #: How long the demo's consumer waits for more messages before it calls the topic drained.
 DEMO_IDLE_SECONDS = 3.0
-#: Where the demo writes its HTML report, relative to the working directory.
+#: Where the demo writes its HTML reports, relative to the working directory.
 DEMO_REPORT = "report.html"
+DEMO_CLICKHOUSE_REPORT = "report-clickhouse.html"
 
 
 def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
@@ -112,10 +113,10 @@ def demo(settings: Settings, terminal: Terminal, *, events: int) -> None:
 
 
 def clickhouse_report(settings: Settings, terminal: Terminal) -> None:
-    """What ClickHouse now holds, from its real-time aggregates.
-
-    A short summary for now; the full report from ClickHouse (the Grafana dashboards'
-    panels, offline) belongs here, in place of it."""
+    """What ClickHouse now holds, from its real-time aggregates: a short overview, then the
+    Grafana dashboard's panels computed offline, in the terminal and in an HTML file."""
+    from clickstream.dashboards import html  # noqa: PLC0415
+    from clickstream.dashboards.grafana import report  # noqa: PLC0415
     from clickstream.sinks.clickhouse.sink import ClickHouseSink  # noqa: PLC0415
 
     sink = ClickHouseSink.from_settings(settings)
@@ -124,3 +125,9 @@ def clickhouse_report(settings: Settings, terminal: Terminal) -> None:
     finally:
         sink.close()
     terminal.say(summaries.clickhouse_overview(overview, sink.location))
+    found = report.report_for(settings)
+    terminal.say(summaries.dashboard_report(found))
+    page = html.write(found, Path(DEMO_CLICKHOUSE_REPORT))[0].resolve()
+    terminal.say(
+        f"The Grafana dashboard's panels, offline: [bold]{page}[/] (open it in a browser)"
+    )
