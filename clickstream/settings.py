@@ -14,13 +14,12 @@ Then environment variables (`CLICKSTREAM_KAFKA__BOOTSTRAP_SERVERS=...`, nested w
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -39,143 +38,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from clickstream import validation
 from clickstream.errors import ConfigError
 
 DEFAULT_CONFIG = Path("conf/clickstream.toml")
 LOCAL_OVERRIDES = "clickstream.local.toml"
 POC_OPENSEARCH_JSON = "opensearch.json"
-
-
-#: What Kafka accepts in a topic name (and at most 249 of them).
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-#: What OpenSearch refuses in an index name, besides upper case.
-_INDEX_FORBIDDEN = set('\\/*?"<>| ,#:')
-
-
-def _topic_name(value: str) -> str:
-    if not _TOPIC.match(value) or value in (".", ".."):
-        raise ValueError(
-            f"{value!r} is not a Kafka topic name: use 1 to 249 of the letters a-z, A-Z, "
-            "digits, '.', '_' and '-'"
-        )
-    return value
-
-
-def _index_prefix(value: str) -> str:
-    bad = sorted({c for c in value if c in _INDEX_FORBIDDEN})
-    if (
-        not value
-        or value != value.lower()
-        or bad
-        or value[0] in "-_+."
-        # the daily indices append "-YYYY.MM.DD": 255 bytes in all at most
-        or len(value.encode()) > 255 - len("-YYYY.MM.DD")
-    ):
-        shown = f" (it has {' '.join(repr(c) for c in bad)})" if bad else ""
-        raise ValueError(
-            f"{value!r} cannot start an OpenSearch index name{shown}: use lower case, no "
-            'spaces or any of \\ / * ? " < > | , # :, not starting with - _ + or .'
-        )
-    return value
-
-
-def _http_url(value: str) -> str:
-    """`value` as an http(s) URL without a trailing slash (https if it names no scheme)."""
-    value = value.strip()
-    if "://" not in value:
-        value = f"https://{value}"
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises on a port that is not a number in 0-65535
-    except ValueError as exc:
-        raise ValueError(f"{_masked(value)!r} is not a URL: {exc}") from None
-    value = urlunsplit(parts._replace(path=parts.path.rstrip("/")))
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not _host_name(parts.hostname)
-    ):
-        raise ValueError(
-            f"{_masked(value)!r} is not an http(s) URL with a host, "
-            "such as https://search.example.com:9200"
-        )
-    if port == 0:
-        raise ValueError(f"{_masked(value)!r} names port 0")
-    return value
-
-
-def _host_name(host: str) -> bool:
-    """Whether `host` is an IP address or a name DNS can carry (IDNA for other scripts)."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    ascii_name = host
-    if not host.isascii():
-        # As the HTTP client encodes it (IDNA 2008, which the `idna` package implements and
-        # urllib3 uses); without that package a name must be given in its ASCII form.
-        try:
-            import idna  # noqa: PLC0415
-
-            ascii_name = idna.encode(host.lower(), strict=True, std3_rules=True).decode("ascii")
-        except (ImportError, UnicodeError, ValueError):
-            return False
-    return re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?", ascii_name) is not None
-
-
-def _masked(url: str) -> str:
-    """`url` with any password in it replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _credentials_from_url(data: Any) -> Any:
-    """Move `user:password@` out of a section's `url` into its `username` and `password`,
-    so that the URL can be printed and the password stays a secret."""
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        return data
-    url = data["url"] if "://" in data["url"] else f"https://{data['url']}"
-    try:
-        parts = urlsplit(url)
-        username, password = parts.username, parts.password
-    except ValueError:
-        return data  # the url validator says what is wrong with it
-    if username is None and password is None:
-        return data
-    if data.get("username") is not None or data.get("password") is not None:
-        raise ValueError(
-            f"credentials are given both in the url ({_masked(url)}) and as username/password: "
-            "set them in one place"
-        )
-    host = parts.netloc.rpartition("@")[2]
-    return {
-        **data,
-        "url": urlunsplit(parts._replace(netloc=host)),
-        "username": unquote(username or ""),
-        "password": None if password is None else unquote(password),
-    }
-
-
-#: Parts of librdkafka property names whose values are secrets (`sasl.password`,
-#: `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, ...).
-_SECRET_PROPERTY_PARTS = ("password", "secret", "key.pem", "ssl_key", "oauthbearer.config", "token")
-MASK = "**********"
-
-
-def masked_properties(properties: dict[str, str]) -> dict[str, str]:
-    """librdkafka properties with the values of secret ones masked, for showing."""
-    return {
-        key: MASK if any(part in key.lower() for part in _SECRET_PROPERTY_PARTS) else value
-        for key, value in properties.items()
-    }
 
 
 class _Section(BaseModel):
@@ -209,12 +77,12 @@ class KafkaSettings(_Section):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            yield name, masked_properties(value) if name == "extra" else value
+            yield name, validation.masked_properties(value) if name == "extra" else value
 
     @field_validator("topic", "dlq_topic")
     @classmethod
     def _legal_topic(cls, value: str) -> str:
-        return _topic_name(value)
+        return validation.topic_name(value)
 
     @field_validator("group_id")
     @classmethod
@@ -265,17 +133,17 @@ class OpenSearchSettings(_Section):
     index_prefix: str = "clickstream-events"
     timeout: float = Field(default=30.0, gt=0)
 
-    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+    _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
 
     @field_validator("url")
     @classmethod
     def _has_scheme(cls, value: str) -> str:
-        return _http_url(value)
+        return validation.http_url(value)
 
     @field_validator("index_prefix")
     @classmethod
     def _legal_index_prefix(cls, value: str) -> str:
-        return _index_prefix(value)
+        return validation.index_prefix(value)
 
     @property
     def index_pattern(self) -> str:
@@ -292,12 +160,12 @@ class DashboardsSettings(_Section):
     ca_file: Path | None = None
     verify_certs: bool = True
 
-    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+    _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
 
     @field_validator("url")
     @classmethod
     def _has_scheme(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
+        return None if value is None else validation.http_url(value)
 
 
 class ClickHouseSettings(_Section):
@@ -320,17 +188,17 @@ class ClickHouseSettings(_Section):
     dlq_topic: str | None = None
     timeout: float = Field(default=30.0, gt=0)
 
-    _url_credentials = model_validator(mode="before")(_credentials_from_url)
+    _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
 
     @field_validator("url")
     @classmethod
     def _has_scheme(cls, value: str) -> str:
-        return _http_url(value)
+        return validation.http_url(value)
 
     @field_validator("dlq_topic")
     @classmethod
     def _legal_topic(cls, value: str | None) -> str | None:
-        return None if value is None else _topic_name(value)
+        return None if value is None else validation.topic_name(value)
 
     @field_validator("database", "table_prefix")
     @classmethod
@@ -428,17 +296,8 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values with every secret masked."""
         dumped = self.model_dump(mode="json")
-        dumped["kafka"]["extra"] = masked_properties(self.kafka.extra)
+        dumped["kafka"]["extra"] = validation.masked_properties(self.kafka.extra)
         return dumped
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def plaintext_secrets(settings: Settings) -> list[str]:
@@ -453,12 +312,12 @@ def plaintext_secrets(settings: Settings) -> list[str]:
         if section.url is None or section.password is None:
             continue
         parts = urlsplit(section.url)
-        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not validation.loopback(parts.hostname or ""):
             found.append(f"{name}.password is sent over plain HTTP to {parts.hostname}")
     kafka = settings.kafka
     if kafka.security_protocol == "SASL_PLAINTEXT" and kafka.sasl_password is not None:
         hosts = [server.rpartition(":")[0] for server in kafka.bootstrap_servers.split(",")]
-        remote = [host for host in hosts if not _loopback(host.strip())]
+        remote = [host for host in hosts if not validation.loopback(host.strip())]
         if remote:
             found.append(f"kafka.sasl_password is sent unencrypted (SASL_PLAINTEXT) to {remote[0]}")
     return found

@@ -128,6 +128,4 @@ def clickhouse_report(settings: Settings, terminal: Terminal) -> None:
     found = report.report_for(settings)
     terminal.say(summaries.dashboard_report(found))
     page = html.write(found, Path(DEMO_CLICKHOUSE_REPORT))[0].resolve()
-    terminal.say(
-        f"The Grafana dashboard's panels, offline: [bold]{page}[/] (open it in a browser)"
-    )
+    terminal.say(f"The Grafana dashboard's panels, offline: [bold]{page}[/] (open it in a browser)")
