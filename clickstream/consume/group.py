@@ -203,6 +203,9 @@ class GroupMember:
 
     # -- leaving ---------------------------------------------------------------------------
 
+    def _still_a_member(self) -> bool:
+        return bool(self.consumer.assignment() or self.consumer.memberid())
+
     def close(self) -> None:
         """Leave the group, so that its partitions go to the others at once, and let go of
         the member id. librdkafka's close alone does not leave the group for a static member
@@ -211,11 +214,12 @@ class GroupMember:
         left = False
         with contextlib.suppress(KafkaException, RuntimeError):  # already closed
             self.consumer.unsubscribe()
+            # Polled until the member id is gone: librdkafka drops it once it has left (a
+            # rebalance under way may delay that); nothing polled here is handled.
             deadline = self._clock() + LEAVE_GRACE
-            while self.consumer.assignment() and self._clock() < deadline:
-                self.consumer.poll(0.05)  # serves the revocation; nothing more is handled
-            self.consumer.poll(0.05)  # lets the leave request go out
-            left = not self.consumer.assignment() and not self.outage.active
+            while self._still_a_member() and self._clock() < deadline:
+                self.consumer.poll(0.05)
+            left = not self._still_a_member()
             self.consumer.close()
         if self._claim is not None:
             self._claim.release(left=left)

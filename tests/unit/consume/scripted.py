@@ -171,6 +171,10 @@ class ScriptedConsumer:
         self.assigned = set()
         self.left = True
 
+    def memberid(self) -> str | None:
+        """The member id the group gave this consumer; None once it has left."""
+        return None if self.left or not self._assigned_once else "scripted-member"
+
     def poll(self, timeout: float = -1) -> None:
         """Serves callbacks; the loop uses it only while leaving."""
         self.clock.now += max(timeout, 0.001)
