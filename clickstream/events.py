@@ -1,8 +1,14 @@
-"""The clickstream event: one action of one user, schema version 1.
+"""The clickstream event: one action of one user, schema versions 1 and 2.
 
 An event travels as one JSON object per Kafka message. Field names follow the
 original news-site proof of concept (`event_type`, `user_id`, `article_id`,
 `category`, `device_type`, `timestamp`) plus what analysis needs.
+
+The compatibility policy: a reader accepts every older version, so a new version only adds
+optional fields (never removes, requires, narrows or retypes one). An event says its version;
+one without `schema_version` is version 1, as it always was. An event of an older version
+does not carry the fields added after it (`FIELDS_SINCE`). The JSON Schema of each version
+is committed as `clickstream/schemas/event-v<N>.json`, and a test holds the model to them.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import datetime as dt
 import ipaddress
 import socket
 import time
+from collections.abc import Container
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NamedTuple, NotRequired, Required, Self, cast
 from uuid import UUID
@@ -29,7 +36,12 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-SCHEMA_VERSION: Final = 1
+#: The version producers write.
+SCHEMA_VERSION: Final = 2
+#: Every version a reader accepts, oldest first.
+SCHEMA_VERSIONS: Final = (1, 2)
+#: The fields added after version 1, with the version that added them.
+FIELDS_SINCE: Final = {"session_seq": 2}
 
 #: Events older than this are rejected: no news site logged clicks before it.
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -100,6 +112,16 @@ def _check_fields_match_type(
         raise ValueError("comment_text is present on comment events and only there")
 
 
+def _check_fields_of_version(version: int, fields: Container[str]) -> None:
+    """Raises `ValueError` if an event of `version` carries a field added after it."""
+    for name, since in FIELDS_SINCE.items():
+        if version < since and name in fields:
+            raise ValueError(
+                f"{name} is a field of schema version {since}, not {version}: "
+                f"write schema_version {since}"
+            )
+
+
 def format_timestamp(value: dt.datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a `Z`, e.g. `2026-01-01T08:00:00.000Z`."""
     utc = value.astimezone(dt.UTC)
@@ -111,7 +133,8 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=2000)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    #: Absent means 1: version 1 had a default of 1, and its documents are still version 1.
+    schema_version: Literal[1, 2] = 1
     event_id: UUID
     event_type: EventType
     timestamp: dt.datetime
@@ -126,6 +149,14 @@ class Event(BaseModel):
     country: str = Field(min_length=2, max_length=2)
     referrer: str | None = Field(default=None, max_length=512)
     comment_text: str | None = Field(default=None, max_length=2000)
+    session_seq: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        strict=True,
+        description="Since version 2: the event's number in its session, 1 for the login, "
+        "counted by the client. Orders a session's events and shows a lost one as a gap.",
+    )
 
     @field_validator("timestamp")
     @classmethod
@@ -140,6 +171,7 @@ class Event(BaseModel):
     @model_validator(mode="after")
     def _fields_match_type(self) -> Self:
         _check_fields_match_type(self.event_type, self.article_id, self.category, self.comment_text)
+        _check_fields_of_version(self.schema_version, self.model_fields_set)
         return self
 
     @field_serializer("timestamp")
@@ -147,8 +179,12 @@ class Event(BaseModel):
         return format_timestamp(value)
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready values."""
-        return self.model_dump(mode="json")
+        """The event as JSON-ready values, with the fields of its own schema version only."""
+        data = self.model_dump(mode="json")
+        for name, since in FIELDS_SINCE.items():
+            if self.schema_version < since:
+                del data[name]
+        return data
 
     def to_json(self) -> bytes:
         """The event as compact UTF-8 JSON, the form it has on Kafka."""
@@ -278,9 +314,18 @@ def check_json(data: bytes) -> Document:
         fields.get("category"),
         fields.get("comment_text"),
     )
+    version = fields.get("schema_version", 1)
+    if version < SCHEMA_VERSION:
+        _check_fields_of_version(version, fields)
     return Document(fields["event_id"], timestamp[:10].replace("-", "."), data)
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON schema of the event, for documentation and other consumers."""
+    """The JSON schema of the event (the current version), for documentation and other
+    consumers; committed as `clickstream/schemas/event-v<SCHEMA_VERSION>.json`."""
     return Event.model_json_schema(mode="serialization")
+
+
+def json_schema_text() -> str:
+    """`json_schema()` as its committed file holds it."""
+    return orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -92,7 +92,7 @@ class Article:
     appeal: float
     fields: bytes  # "article_id":...,"article_title":...,"category":...,
     #: The end of a page view's JSON when the reader came from this article:
-    #: "referrer":"<its url>","comment_text":null}
+    #: "referrer":"<its url>","comment_text":null (the end of its JSON but the last piece)
     as_referrer: bytes
 
     @property
@@ -224,7 +224,7 @@ class Catalog:
         )  # fmt: skip
         url = f"{site.SITE}/{category}/{article_id}"
         return Article(article_id, title, category, published_ms, appeal, fields,
-                       b'"referrer":%b,"comment_text":null}' % json_string(url))  # fmt: skip
+                       b'"referrer":%b,"comment_text":null' % json_string(url))  # fmt: skip
 
     def _parts(self, article: Article) -> tuple[float, float]:
         age = (article.published_ms - self.rebuilt_ms) / self.half_life_ms

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from clickstream.events import EARLIEST
+from clickstream.events import EARLIEST, SCHEMA_VERSION, SCHEMA_VERSIONS
 
 
 class Clock(Protocol):
@@ -66,8 +66,15 @@ class SimulationConfig:
     #: Share of sessions run by bots, and how many bot accounts share them.
     bot_share: float = 0.02
     bot_accounts: int = 25
+    #: The event schema version to write: the current one, or an older one for readers
+    #: that need it (and to test that both flow through the pipeline).
+    schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        if self.schema_version not in SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version must be one of {', '.join(map(str, SCHEMA_VERSIONS))}"
+            )
         if self.users < 1 or self.articles < 1 or self.bot_accounts < 1:
             raise ValueError("users, articles and bot_accounts must be at least 1")
         shares = (self.favourite_share, self.like_rate, self.comment_rate, self.share_rate,

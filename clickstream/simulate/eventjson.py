@@ -19,7 +19,7 @@ import operator
 import random
 from collections.abc import Callable, Iterable, Iterator
 
-from clickstream.events import EventType
+from clickstream.events import FIELDS_SINCE, SCHEMA_VERSION, EventType
 from clickstream.simulate.catalog import DAY_MS, json_string
 
 __all__ = [
@@ -29,13 +29,16 @@ __all__ = [
     "LIKE",
     "LOGIN",
     "LOGOUT",
+    "MAX_SESSION_EVENTS",
     "NO_ARTICLE",
     "PAGE_VIEW",
     "PLAIN_END",
     "SHARE",
     "Pending",
     "backfill",
+    "event_head",
     "live",
+    "seq_ends",
     "uuid4_stream",
     "uuid4s",
     "view_end",
@@ -43,15 +46,36 @@ __all__ = [
 
 # Fixed pieces of every event's JSON, in the field order of `Event`: the head, the event id,
 # the type up to the timestamp, the timestamp, then (per session) user and session ids,
-# (per article) its fields, (per session) the context, and the end: referrer and comment.
-EVENT_HEAD = b'{"schema_version":1,"event_id":"'
+# (per article) its fields, (per session) the context, the end (referrer and comment), and
+# the session sequence number with the closing brace (of version 2; version 1 has none).
+
+
+def event_head(version: int) -> bytes:
+    """The start of an event's JSON of schema `version`, up to the event id's value."""
+    return b'{"schema_version":%d,"event_id":"' % version
+
+
+EVENT_HEAD = event_head(SCHEMA_VERSION)
+#: The most events a simulated session has: a login, 61 page views, a reaction to each and a
+#: logout (see `traffic`), with room to spare.
+MAX_SESSION_EVENTS = 128
+
+
+def seq_ends(version: int) -> list[bytes]:
+    """The last piece of an event's JSON of schema `version`, by its number in its session
+    (`session_seq`, from 1; index 0 unused): the number, if the version has it, and `}`."""
+    if version < FIELDS_SINCE["session_seq"]:
+        return [b"}"] * (MAX_SESSION_EVENTS + 1)
+    return [b',"session_seq":%d}' % seq for seq in range(MAX_SESSION_EVENTS + 1)]
+
+
 LOGIN, PAGE_VIEW, LIKE, COMMENT, SHARE, LOGOUT = (
     b'","event_type":"%b","timestamp":"' % kind.value.encode()
     for kind in (EventType.LOGIN, EventType.PAGE_VIEW, EventType.LIKE, EventType.COMMENT,
                  EventType.SHARE, EventType.LOGOUT)
 )  # fmt: skip
 NO_ARTICLE = b'"article_id":null,"article_title":null,"category":null,'
-_NO_COMMENT = b'"comment_text":null}'
+_NO_COMMENT = b'"comment_text":null'
 #: The end of an event without referrer or comment (all but page views and comments).
 PLAIN_END = b'"referrer":null,' + _NO_COMMENT
 
@@ -62,10 +86,10 @@ def view_end(url: str | None) -> bytes:
 
 
 #: One event waiting to be sent: its time in epoch milliseconds, the pieces of its JSON
-#: (type, who, article, context, end) and its Kafka key. The time is a whole number held in
-#: a float: epoch milliseconds are too large for CPython's fast small-int arithmetic, while
-#: floats add, compare and sort fast.
-Pending = tuple[float, bytes, bytes, bytes, bytes, bytes, bytes]
+#: (type, who, article, context, end, sequence number) and its Kafka key. The time is a whole
+#: number held in a float: epoch milliseconds are too large for CPython's fast small-int
+#: arithmetic, while floats add, compare and sort fast.
+Pending = tuple[float, bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 #: The time of a `Pending`, to sort and bisect by.
 AT = operator.itemgetter(0)
 
@@ -128,38 +152,41 @@ def _minute(at_ms: int) -> tuple[int, bytes]:
 
 
 def backfill(
-    batches: Iterable[list[Pending]], ids: Iterator[bytes]
+    batches: Iterable[list[Pending]], ids: Iterator[bytes], head: bytes = EVENT_HEAD
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, JSON) of each pending event, stamped with its own time (which only goes
-    forward); `ids` gives the event ids."""
+    forward); `ids` gives the event ids, `head` the start of each (`event_head`)."""
     join, seconds, minute, minute_start, minute_end = b"".join, _SECONDS_MS, b"", 0.0, 0.0
     floor = math.floor  # float to int by a function call: int() is a slower type call
     for batch in batches:
         pieces = zip(batch, ids, strict=False)  # ids never end
-        for (at, kind, who, article, context, end, key), event_id in pieces:
+        for (at, kind, who, article, context, end, seq, key), event_id in pieces:
             if at >= minute_end:
                 start, minute = _minute(int(at))
                 minute_start, minute_end = float(start), float(start + 60_000)
             stamp = seconds[floor(at - minute_start)]
-            yield key, join((EVENT_HEAD, event_id, kind, minute, stamp, who, article, context,
-                             end))  # fmt: skip
+            yield key, join((head, event_id, kind, minute, stamp, who, article, context, end,
+                             seq))  # fmt: skip
 
 
 def live(
-    batches: Iterable[list[Pending]], ids: Iterator[bytes], millis: Callable[[], int]
+    batches: Iterable[list[Pending]],
+    ids: Iterator[bytes],
+    millis: Callable[[], int],
+    head: bytes = EVENT_HEAD,
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, JSON) of each pending event, in order, stamped with the clock's `millis()` as
-    it is handed over; `ids` gives the event ids."""
+    it is handed over; `ids` gives the event ids, `head` the start of each (`event_head`)."""
     join, seconds, minute, minute_start, minute_end = b"".join, _SECONDS_MS, b"", 0, 0
     last, stamp = -1, b""
     readings = iter(millis, None)  # read in the loop's header: one reading per event
     for batch in batches:
         pieces = zip(batch, ids, readings, strict=False)  # ids and readings never end
-        for (_, kind, who, article, context, end, key), event_id, at in pieces:
+        for (_, kind, who, article, context, end, seq, key), event_id, at in pieces:
             if at != last:  # at full speed, many events share a millisecond, and a stamp
                 last = at
                 if not minute_start <= at < minute_end:  # a new minute, or the clock went back
                     minute_start, minute = _minute(at)
                     minute_end = minute_start + 60_000
                 stamp = minute + seconds[at - minute_start]
-            yield key, join((EVENT_HEAD, event_id, kind, stamp, who, article, context, end))
+            yield key, join((head, event_id, kind, stamp, who, article, context, end, seq))

@@ -73,7 +73,7 @@ class Simulator:
         fake.seed_instance(rng.getrandbits(64))
         #: Comment events end with one of these (no referrer, then the text).
         self.comments = [
-            b'"referrer":null,"comment_text":%b}'
+            b'"referrer":null,"comment_text":%b'
             % json_string(fake.sentence(nb_words=rng.randint(3, 14)))
             for _ in range(500)
         ]

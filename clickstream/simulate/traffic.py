@@ -162,6 +162,9 @@ class Run:
             random.Random(f"clickstream-session-ids-{simulator.id_seed}"), b'",'
         )
         self.comments = simulator.comments
+        self.head = eventjson.event_head(config.schema_version)
+        #: The last piece of each event's JSON by its number in its session.
+        self.seqs = eventjson.seq_ends(config.schema_version)
         self.clock = simulator.clock
         start_ms = int(simulator.start.timestamp() * 1000)
         end = simulator.end
@@ -192,8 +195,8 @@ class Run:
     def messages(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, JSON) messages, stamped with simulated time or, in real time, the clock's."""
         if self.clock is None:
-            return eventjson.backfill(self._batches(), self.ids)
-        return eventjson.live(self._batches(), self.ids, self.clock.millis)
+            return eventjson.backfill(self._batches(), self.ids, self.head)
+        return eventjson.live(self._batches(), self.ids, self.clock.millis, self.head)
 
     def _batches(self) -> Iterator[list[Pending]]:
         """The events, in batches, in order of time.
@@ -316,8 +319,9 @@ class Run:
             if device is not user.device:
                 agent = rng.choice(site.USER_AGENTS[device])
                 context = user.context(device, agent)
-        who, key = user.who + next(self.session_ids), user.key
-        append((at, LOGIN, who, NO_ARTICLE, context, PLAIN_END, key))
+        who, key, seqs = user.who + next(self.session_ids), user.key, self.seqs
+        append((at, LOGIN, who, NO_ARTICLE, context, PLAIN_END, seqs[1], key))
+        seq = 1  # the number of the session's last event
         # Where pages are picked: a favourite category `loyalty` of the time, else anywhere.
         # One random number decides both whether and which favourite: below `loyalty`, it is
         # uniform over [0, loyalty). The last favourite is listed twice, in case rounding
@@ -346,18 +350,20 @@ class Run:
             else:
                 article = items[bisect_right(fresh, (point - evergreen_total) / decay, 0, last)]
             at += gaps[bits(12)]
+            seq += 1
             append((at, PAGE_VIEW, who, article.fields, context,
-                    ends[bits(12)] or previous.as_referrer, key))  # fmt: skip
+                    ends[bits(12)] or previous.as_referrer, seqs[seq], key))  # fmt: skip
             if random() < reaction_rate:  # at most one reaction per view, to what was just read
-                at = self._react(pending, at, who, article.fields, context, key)
+                seq += 1
+                at = self._react(pending, at, who, article.fields, context, seqs[seq], key)
             previous = article
         if random() < self.config.logout_share:
             at += 2_000 + floor(58_000 * random())
-            append((at, LOGOUT, who, NO_ARTICLE, context, PLAIN_END, key))
+            append((at, LOGOUT, who, NO_ARTICLE, context, PLAIN_END, seqs[seq + 1], key))
 
     def _react(
         self, pending: list[Pending], at: float, who: bytes, fields: bytes, context: bytes,
-        key: bytes,
+        seq: bytes, key: bytes,
     ) -> float:  # fmt: skip
         """A like, a comment or a share, by their rates, 3 to 40 s after the view; returns
         its time."""
@@ -365,12 +371,12 @@ class Run:
         at += 3_000 + math.floor(37_000 * random())
         kind = random() * self.reaction_rate
         if kind < config.like_rate:
-            pending.append((at, LIKE, who, fields, context, PLAIN_END, key))
+            pending.append((at, LIKE, who, fields, context, PLAIN_END, seq, key))
         elif kind < config.like_rate + config.comment_rate:
             text = self.comments[math.floor(random() * len(self.comments))]
-            pending.append((at, COMMENT, who, fields, context, text, key))
+            pending.append((at, COMMENT, who, fields, context, text, seq, key))
         else:
-            pending.append((at, SHARE, who, fields, context, PLAIN_END, key))
+            pending.append((at, SHARE, who, fields, context, PLAIN_END, seq, key))
         return at
 
     def _bot_session(self, pending: list[Pending], at_ms: int) -> None:
@@ -379,12 +385,14 @@ class Run:
         random, append, floor = self.random, pending.append, math.floor
         bot = self._bot()
         who, context, key = bot.who + next(self.session_ids), bot.usual_context, bot.key
-        append((at, LOGIN, who, NO_ARTICLE, context, PLAIN_END, key))
+        seqs = self.seqs
+        append((at, LOGIN, who, NO_ARTICLE, context, PLAIN_END, seqs[1], key))
         articles = self.catalog.overall.items  # all alike: a crawler follows every link
-        for _ in range(5 + floor(36 * random())):
+        pages = 5 + floor(36 * random())
+        for seq in range(2, pages + 2):
             at += 1_000 + floor(2_001 * random())
             fields = articles[floor(random() * len(articles))].fields
-            append((at, PAGE_VIEW, who, fields, context, PLAIN_END, key))
+            append((at, PAGE_VIEW, who, fields, context, PLAIN_END, seqs[seq], key))
         if random() < 0.5:
             at += 1_000 + floor(2_001 * random())
-            append((at, LOGOUT, who, NO_ARTICLE, context, PLAIN_END, key))
+            append((at, LOGOUT, who, NO_ARTICLE, context, PLAIN_END, seqs[pages + 2], key))

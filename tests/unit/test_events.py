@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from clickstream.events import (
+    SCHEMA_VERSIONS,
     Document,
     Event,
     EventType,
@@ -82,6 +83,32 @@ class TestValidation:
         with pytest.raises(ValidationError, match="comment_text"):
             make_event(EventType.COMMENT, comment_text=None)
 
+    def test_session_seq_is_a_field_of_version_2(self):
+        """A version 2 event may carry session_seq; a version 1 event may not, even null."""
+        assert make_event(schema_version=2, session_seq=4).session_seq == 4
+        assert make_event(schema_version=2).session_seq is None
+        for value in (4, None):
+            with pytest.raises(ValidationError, match="field of schema version 2"):
+                make_event(schema_version=1, session_seq=value)
+
+    @pytest.mark.parametrize("value", [0, 65_536, 1.0, "3", True])
+    def test_session_seq_is_a_small_positive_integer(self, value):
+        """Zero, too large, a float, a string or a boolean is refused."""
+        with pytest.raises(ValidationError, match="session_seq"):
+            make_event(schema_version=2, session_seq=value)
+
+    def test_without_a_version_an_event_is_version_1(self):
+        """A document without schema_version is version 1, as it was before version 2."""
+        data = orjson.loads(make_event().to_json())
+        del data["schema_version"]
+        assert Event.from_json(orjson.dumps(data)).schema_version == 1
+
+    def test_each_version_serializes_its_own_fields(self):
+        """A version 1 event's JSON has no session_seq; a version 2 event's has it."""
+        assert "session_seq" not in make_event(schema_version=1).to_dict()
+        assert make_event(schema_version=2, session_seq=2).to_dict()["session_seq"] == 2
+        assert make_event(schema_version=2).to_dict()["session_seq"] is None
+
     def test_unknown_fields_rejected(self):
         """Fields outside the schema are rejected, not silently dropped."""
         data = orjson.loads(make_event().to_json())
@@ -142,6 +169,11 @@ _PROBES: list[object] = [
     "2999-01-01T00:00:00Z",
     "1772366400",
     1772366400,
+    0,
+    1,
+    2,
+    65_535,
+    65_536,
 ]
 
 
@@ -166,13 +198,20 @@ def _agree(doc: dict[str, object]) -> None:
         assert orjson.loads(event.to_json()) != {"schema_version": 1, **doc}, doc
 
 
+def _event(event_type: EventType, version: int) -> Event:
+    """A valid event of `event_type` and schema `version`, with every field it may carry."""
+    if version == 1:
+        return make_event(event_type)
+    return make_event(event_type, schema_version=version, session_seq=3)
+
+
 class TestFastCheck:
     """`check_json`, the consumer's fast path, against the model it must agree with."""
 
     def test_every_single_change_of_every_event_type(self):
         """Each probe value in (or missing from) each field of each type of event."""
-        for event_type in EventType:
-            valid = orjson.loads(make_event(event_type).to_json())
+        for event_type, version in itertools.product(EventType, SCHEMA_VERSIONS):
+            valid = orjson.loads(_event(event_type, version).to_json())
             for name in [*Event.model_fields, "mood"]:
                 _agree({k: v for k, v in valid.items() if k != name})
                 for value in _PROBES:
@@ -186,11 +225,12 @@ class TestFastCheck:
             max_size=4,
         ),
         event_type=st.sampled_from(list(EventType)),
+        version=st.sampled_from(SCHEMA_VERSIONS),
     )
     @settings(max_examples=300, deadline=None)
-    def test_accepts_exactly_what_the_model_accepts(self, changes, event_type):
+    def test_accepts_exactly_what_the_model_accepts(self, changes, event_type, version):
         """Several changes at once: both accept or both reject."""
-        doc = orjson.loads(make_event(event_type).to_json())
+        doc = orjson.loads(_event(event_type, version).to_json())
         for name, value in changes.items():
             if value is _MISSING:
                 doc.pop(name, None)

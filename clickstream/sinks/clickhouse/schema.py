@@ -41,9 +41,14 @@ EVENT_COLUMNS: Final = (
     ("country", "LowCardinality(String)"),
     ("referrer", "Nullable(String)"),
     ("comment_text", "Nullable(String)"),
+    # Since schema version 2; NULL for version 1 events, which do not carry it.
+    ("session_seq", "Nullable(UInt16)"),
     ("kafka_partition", "Int32"),
     ("kafka_offset", "Int64"),
 )
+#: Columns added to the events table after it was first released, with the column they follow:
+#: `setup` adds them to a table created before (`ADD COLUMN IF NOT EXISTS`).
+ADDED_COLUMNS: Final = (("session_seq", "comment_text"),)
 #: Where an event did not come from Kafka (a backfill, a test), its partition and offset.
 NO_KAFKA: Final = events.NO_KAFKA
 #: The events that react to an article, the last step of the session funnel.
@@ -156,9 +161,14 @@ def statements(t: Tables) -> list[str]:
     minute = "minute DateTime('UTC')"
     event_ids = "AggregateFunction(uniqExact, UUID)"
     bucket = f"toStartOfInterval(timestamp, INTERVAL {ARTICLE_BUCKET_MINUTES} MINUTE)"
+    kinds = dict(EVENT_COLUMNS)
     return [
         f"CREATE DATABASE IF NOT EXISTS {t.database}",
         _events_table(t),
+        *(
+            f"ALTER TABLE {t.events} ADD COLUMN IF NOT EXISTS {name} {kinds[name]} AFTER {after}"
+            for name, after in ADDED_COLUMNS
+        ),
         _aggregate_table(
             t.events_1m,
             f"{minute},\n    event_type LowCardinality(String),\n"

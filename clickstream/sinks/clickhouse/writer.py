@@ -85,6 +85,7 @@ def row(event: Mapping[str, Any], partition: int, offset: int) -> tuple[Any, ...
         str(event["country"]),
         event.get("referrer"),
         event.get("comment_text"),
+        event.get("session_seq"),
         partition,
         offset,
     )

@@ -34,7 +34,7 @@ from clickstream.errors import (
     OpenSearchUnavailable,
     TemplateMissing,
 )
-from clickstream.events import SCHEMA_VERSION
+from clickstream.events import FIELDS_SINCE, SCHEMA_VERSION
 from clickstream.settings import OpenSearchSettings
 
 
@@ -116,6 +116,8 @@ def index_template(prefix: str) -> dict[str, Any]:
                     "referrer": keyword,
                     # Comments are read and searched, never grouped: no keyword sub-field.
                     "comment_text": {"type": "text"},
+                    # Since schema version 2; absent from version 1 documents.
+                    "session_seq": {"type": "integer"},
                 },
             },
         },
@@ -172,6 +174,18 @@ def ensure_template(client: OpenSearch, prefix: str) -> bool:
         return False
     with translate_errors(f"writing index template {prefix}", client):
         client.transport.perform_request("PUT", f"/_index_template/{prefix}", body=ours)
+    # The template shapes the next daily indices; today's (and older ones) gain the fields
+    # the later schema versions added, or their events would be refused by a strict mapping.
+    # Adding a field is always allowed, and putting one an index has is a no-op.
+    properties = ours["template"]["mappings"]["properties"]
+    added = {name: properties[name] for name in FIELDS_SINCE}
+    with translate_errors(f"adding new fields to the indices {prefix}-*", client):
+        client.transport.perform_request(
+            "PUT",
+            f"/{prefix}-*/_mapping",
+            params={"allow_no_indices": "true"},
+            body={"properties": added},
+        )
     return True
 
 

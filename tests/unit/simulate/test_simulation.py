@@ -12,7 +12,7 @@ from itertools import islice, pairwise
 import orjson
 import pytest
 
-from clickstream.events import ARTICLE_EVENTS, Event, EventType
+from clickstream.events import ARTICLE_EVENTS, SCHEMA_VERSION, Event, EventType
 from clickstream.simulate import eventjson, scenarios
 from clickstream.simulate.config import SimulationConfig, WallClock
 from clickstream.simulate.simulator import Simulator
@@ -69,6 +69,36 @@ class TestSerialization:
             assert event.to_json() == value
             kinds[event.event_type] += 1
         assert set(kinds) == set(EventType)
+
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_each_schema_version_is_written_as_the_model_writes_it(self, version):
+        """Version 1 lines carry no session_seq, version 2 lines do; both are the model's JSON."""
+        for value in lines(3000, seed=4, schema_version=version):
+            event = Event.from_json(value)
+            assert event.schema_version == version
+            assert event.to_json() == value
+            assert (b'"session_seq":' in value) is (version == 2)
+
+    def test_the_current_version_is_the_default(self):
+        """Without the knob, the simulator writes the current schema version."""
+        assert all(Event.from_json(value).schema_version == SCHEMA_VERSION for value in lines(50))
+
+    def test_versions_differ_only_in_their_version_and_new_fields(self):
+        """The same seed gives the same events in either version, but for what v2 adds."""
+        old, new = lines(2000, seed=5, schema_version=1), lines(2000, seed=5, schema_version=2)
+        for v1, v2 in zip(old, new, strict=True):
+            assert orjson.loads(v1) | {"schema_version": 2} == {
+                k: v for k, v in orjson.loads(v2).items() if k != "session_seq"
+            }
+
+    def test_session_seq_numbers_a_sessions_events_from_its_login(self):
+        """Each session's events are numbered 1, 2, 3... in time order, bots' too."""
+        numbers: dict[uuid.UUID, list[int | None]] = {}
+        for event in take(20_000, seed=6, bot_share=0.2):
+            numbers.setdefault(event.session_id, []).append(event.session_seq)
+        assert max(map(len, numbers.values())) > 5
+        for seqs in numbers.values():
+            assert seqs == list(range(1, len(seqs) + 1))
 
     def test_key_is_the_user_id(self):
         """Each message is keyed by the user id of its event."""
@@ -286,6 +316,8 @@ class TestConfiguration:
             {"half_life_hours": 0},
             {"visits_per_day": -1},
             {"start": START, "end": START},
+            {"schema_version": 0},
+            {"schema_version": SCHEMA_VERSION + 1},
         ],
     )
     def test_nonsense_is_refused(self, knobs):

@@ -49,9 +49,14 @@ class TemplateClient:
     def __init__(self, stored: dict[str, Any] | None = None) -> None:
         self.stored = stored
         self.puts = 0
+        self.mappings: list[tuple[str, Any]] = []  # PUT _mapping: (url, body)
         self.transport = self
 
-    def perform_request(self, method: str, url: str, body: Any = None) -> Any:
+    def perform_request(self, method: str, url: str, body: Any = None, params: Any = None) -> Any:
+        if url.endswith("/_mapping"):
+            assert params == {"allow_no_indices": "true"}
+            self.mappings.append((url, body))
+            return {"acknowledged": True}
         name = url.rsplit("/", 1)[1]
         if method == "PUT":
             self.puts += 1
@@ -86,6 +91,22 @@ class TestEnsureTemplate:
         client = TemplateClient(stored)
         assert ensure_template(client, PREFIX) is True  # type: ignore[arg-type]
         assert client.puts == 1
+
+    def test_a_new_template_adds_the_new_fields_to_existing_indices(self):
+        """Today's index, made by the old template, gains the fields of later versions only."""
+        stored = index_template(PREFIX)
+        del stored["template"]["mappings"]["properties"]["session_seq"]
+        client = TemplateClient(stored)
+        assert ensure_template(client, PREFIX) is True  # type: ignore[arg-type]
+        assert client.mappings == [
+            ("/test-events-*/_mapping", {"properties": {"session_seq": {"type": "integer"}}})
+        ]
+
+    def test_an_equal_template_touches_no_index(self):
+        """Nothing changed: no mapping is put."""
+        client = TemplateClient(index_template(PREFIX))
+        assert ensure_template(client, PREFIX) is False  # type: ignore[arg-type]
+        assert client.mappings == []
 
 
 class TestMakeClient:

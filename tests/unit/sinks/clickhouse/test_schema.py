@@ -35,9 +35,22 @@ class TestStatements:
     """The DDL."""
 
     def test_every_statement_is_idempotent(self):
-        """Each statement creates only if missing, so setup can run again."""
+        """Each statement creates or adds only if missing, so setup can run again."""
         for statement in schema.statements(schema.Tables()):
-            assert re.match(r"CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS ", statement)
+            assert re.match(
+                r"(CREATE (DATABASE|TABLE|MATERIALIZED VIEW)|ALTER TABLE \S+ ADD COLUMN) "
+                "IF NOT EXISTS ",
+                statement,
+            )
+
+    def test_columns_added_later_are_added_to_older_tables(self):
+        """A table made before session_seq existed gains it, where the new table has it."""
+        statements = schema.statements(schema.Tables())
+        assert "session_seq Nullable(UInt16)" in statements[1]
+        assert statements[2] == (
+            "ALTER TABLE clickstream.events ADD COLUMN IF NOT EXISTS session_seq "
+            "Nullable(UInt16) AFTER comment_text"
+        )
 
     def test_the_database_comes_first_and_views_after_their_tables(self):
         """Order matters: a view's source and target must exist when it is created."""

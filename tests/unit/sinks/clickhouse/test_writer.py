@@ -35,6 +35,14 @@ class TestRow:
         values = dict(zip(writer.COLUMN_NAMES, login, strict=True))
         assert values["article_id"] is values["category"] is values["comment_text"] is None
 
+    def test_session_seq_of_version_2_and_null_for_version_1(self):
+        """The column holds a v2 event's number in its session, and NULL for a v1 event."""
+        v2 = make_event(schema_version=2, session_seq=5).to_dict()
+        v1 = make_event(schema_version=1).to_dict()
+        for event, version, seq in ((v2, 2, 5), (v1, 1, None)):
+            values = dict(zip(writer.COLUMN_NAMES, writer.row(event, 0, 0), strict=True))
+            assert (values["schema_version"], values["session_seq"]) == (version, seq)
+
     @pytest.mark.parametrize(
         ("field", "value"),
         [("event_id", "not-a-uuid"), ("timestamp", "2026-03-01T12:00:00"), ("ip", "300.1.1.1")],
