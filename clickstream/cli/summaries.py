@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clickstream.logs import printable
+from clickstream.printable import printable
 
 if TYPE_CHECKING:
     from clickstream.cli.jobs import Change

@@ -18,7 +18,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-from clickstream.logs import printable
+from clickstream.printable import printable
 
 
 class ProgressLine:

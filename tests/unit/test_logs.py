@@ -8,6 +8,7 @@ import json
 import pytest
 
 from clickstream import logs
+from clickstream.printable import printable
 
 
 class TestPrintable:
@@ -25,12 +26,12 @@ class TestPrintable:
     )
     def test_controls_become_escapes(self, raw, shown):
         """Escape sequences, C1 controls, DEL, NUL, CR and bidi overrides are shown as escapes."""
-        assert logs.printable(raw) == shown
+        assert printable(raw) == shown
 
     def test_ordinary_text_is_untouched(self):
         """Letters in any script, tabs and newlines stay as they are."""
         text = "Ünïcödé, 日本語\tcolumns\nlines"
-        assert logs.printable(text) is text
+        assert printable(text) is text
 
 
 class TestConsoleLogs:
