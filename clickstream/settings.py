@@ -122,23 +122,30 @@ class KafkaSettings(_Section):
         return conf
 
 
-class OpenSearchSettings(_Section):
-    """The OpenSearch cluster that receives the events."""
+class _HttpService(_Section):
+    """A service reached over HTTP(S): its URL (checked; credentials written into it become
+    `username` and `password`), its credentials and how its certificate is verified."""
 
-    url: str = "http://127.0.0.1:9200"
+    url: str | None
     username: str | None = None
     password: SecretStr | None = None
     ca_file: Path | None = None
     verify_certs: bool = True
-    index_prefix: str = "clickstream-events"
-    timeout: float = Field(default=30.0, gt=0)
 
     _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
 
     @field_validator("url")
     @classmethod
-    def _has_scheme(cls, value: str) -> str:
-        return validation.http_url(value)
+    def _checked_url(cls, value: str | None) -> str | None:
+        return None if value is None else validation.http_url(value)
+
+
+class OpenSearchSettings(_HttpService):
+    """The OpenSearch cluster that receives the events."""
+
+    url: str = "http://127.0.0.1:9200"
+    index_prefix: str = "clickstream-events"
+    timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("index_prefix")
     @classmethod
@@ -151,32 +158,18 @@ class OpenSearchSettings(_Section):
         return f"{self.index_prefix}-*"
 
 
-class DashboardsSettings(_Section):
+class DashboardsSettings(_HttpService):
     """OpenSearch Dashboards, if you have one; `setup` imports the saved objects there."""
 
     url: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    ca_file: Path | None = None
-    verify_certs: bool = True
-
-    _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
-
-    @field_validator("url")
-    @classmethod
-    def _has_scheme(cls, value: str | None) -> str | None:
-        return None if value is None else validation.http_url(value)
 
 
-class ClickHouseSettings(_Section):
+class ClickHouseSettings(_HttpService):
     """The ClickHouse server `consume --sink clickhouse` writes to (HTTP interface, as
     clickhouse-connect speaks it): the local stack's, a self-hosted one, ClickHouse Cloud."""
 
     url: str = "http://127.0.0.1:8123"
-    username: str = "default"
-    password: SecretStr | None = None
-    ca_file: Path | None = None
-    verify_certs: bool = True
+    username: str | None = "default"
     database: str = "clickstream"
     #: Prefix of the sink's table names inside `database` (e.g. `staging_`).
     table_prefix: str = ""
@@ -187,13 +180,6 @@ class ClickHouseSettings(_Section):
     #: its own, so that each sink's dead letters are counted and replayed into it alone.
     dlq_topic: str | None = None
     timeout: float = Field(default=30.0, gt=0)
-
-    _url_credentials = model_validator(mode="before")(validation.credentials_from_url)
-
-    @field_validator("url")
-    @classmethod
-    def _has_scheme(cls, value: str) -> str:
-        return validation.http_url(value)
 
     @field_validator("dlq_topic")
     @classmethod

@@ -37,7 +37,7 @@ from typing import Any
 
 from clickstream.errors import StackError
 from clickstream.settings import StackSettings
-from clickstream.stack.service import ServiceStatus
+from clickstream.stack.service import ServiceStatus, alive, cmdline, read_pid
 
 __all__ = ["ServiceStatus", "StackStatus", "down", "status", "up"]
 
@@ -166,51 +166,12 @@ def _noida(settings: StackSettings, *args: str) -> subprocess.CompletedProcess[s
 # -- processes -------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False  # our own child, which exited (and is now reaped)
-    except ChildProcessError:
-        pass  # not our child
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _cmdline(pid) != []  # a zombie has an empty command line
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The process's arguments, [] for a zombie, None if there is no such process."""
-    if not Path("/proc/self").is_dir():  # no procfs (macOS): ask ps, split on blanks
-        ps = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607  (ps is on every PATH)
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return ps.stdout.split() if ps.returncode == 0 else None
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-
-
 def _osmem_addr(pid: int) -> str | None:
     """The listen address of osmem-server process `pid`, or None if it is not one."""
-    args = _cmdline(pid) or []
+    args = cmdline(pid) or []
     if not args or not Path(args[0]).name.startswith("osmem") or "-addr" not in args[:-1]:
         return None
     return args[args.index("-addr") + 1]
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _check_port(name: str, host: str, port: int, field: str) -> None:
@@ -235,7 +196,7 @@ def _wait(probe: Callable[[], str | None], what: str, timeout: float, pid: int |
         problem = probe()
         if problem is None:
             return
-        if pid is not None and not _alive(pid):
+        if pid is not None and not alive(pid):
             raise StackError(f"{what} exited before it answered")
         if time.monotonic() >= deadline:
             raise StackError(f"{what} did not answer within {timeout:.3g}s: {problem}")
@@ -321,10 +282,10 @@ def _kafka_status(settings: StackSettings) -> ServiceStatus:
 
 def _opensearch_status(settings: StackSettings) -> ServiceStatus:
     url, log = opensearch_url(settings), paths(settings).opensearch_log
-    pid = _read_pid(paths(settings).pid_file)
+    pid = read_pid(paths(settings).pid_file)
     if pid is None:
         return ServiceStatus("opensearch", url, False, None, "not started")
-    addr = _osmem_addr(pid) if _alive(pid) else None
+    addr = _osmem_addr(pid) if alive(pid) else None
     if addr is None:
         return ServiceStatus("opensearch", url, False, None, f"not running (stale pid {pid})")
     return ServiceStatus("opensearch", f"http://{addr}", True, pid, f"log {log}")
@@ -474,7 +435,7 @@ def up(settings: StackSettings, *, timeout: float = 60.0) -> tuple[StackStatus, 
 
 def _gone(pid: int, grace: float) -> bool:
     deadline = time.monotonic() + grace
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL)
@@ -518,8 +479,8 @@ def down(settings: StackSettings) -> StackStatus:
     The recorded osmem-server pid is signalled only while it still is an osmem-server
     process, so a pid reused by something else since is left alone.
     """
-    pid = _read_pid(paths(settings).pid_file)
-    if pid is not None and (not _alive(pid) or _osmem_addr(pid) is None):
+    pid = read_pid(paths(settings).pid_file)
+    if pid is not None and (not alive(pid) or _osmem_addr(pid) is None):
         pid = None
     from clickstream.stack.chserver import control  # noqa: PLC0415  (imports this module)
 

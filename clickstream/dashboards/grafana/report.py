@@ -221,7 +221,7 @@ def make_client(settings: ClickHouseSettings) -> Client:
     return connect(
         url.hostname or "127.0.0.1",
         url.port or (8443 if secure else 8123),
-        username=settings.username,
+        username=settings.username or "default",
         password=settings.password.get_secret_value() if settings.password else "",
         secure=secure,
         **options,

@@ -57,7 +57,7 @@ def client_options(cfg: ClickHouseSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or (8443 if secure else 8123),
-        "username": cfg.username,
+        "username": cfg.username or "default",
         "password": "" if cfg.password is None else cfg.password.get_secret_value(),
         "secure": secure,
         "connect_timeout": min(CONNECT_TIMEOUT, cfg.timeout),

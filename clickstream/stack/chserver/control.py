@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clickstream.errors import StackError
-from clickstream.stack.service import ServiceStatus
+from clickstream.stack.service import ServiceStatus, alive, cmdline, read_pid
 
 INSTALL_HINT = "pip install 'clickstream[clickhouse-local]'"
 MODULE = "clickstream.stack.chserver"
@@ -54,48 +54,13 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-
-
-def _alive(pid: int) -> bool:
-    """True while process `pid` exists and has not exited (a zombie has exited)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False  # our own child, which exited (and is now reaped)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: kill(0) is all we know
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _is_server(pid: int) -> bool:
     """True while `pid` is alive and runs this server (not a zombie, not a reused pid).
 
     Only for a process started a while ago: a child just spawned may not have run `exec`
     yet, and then shows no command line."""
-    args = _cmdline(pid)
-    return _alive(pid) and "-m" in args and MODULE in args
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+    args = cmdline(pid) or []
+    return alive(pid) and "-m" in args and MODULE in args
 
 
 def _check_port(host: str, port: int) -> None:
@@ -119,11 +84,11 @@ EXEC_GRACE = 5.0  # seconds a just-spawned server may take to show its command l
 
 def running_pid(state_dir: Path) -> int | None:
     """The pid of the server started under `state_dir`, if it still runs."""
-    pid = _read_pid(paths(state_dir).pid_file)
+    pid = read_pid(paths(state_dir).pid_file)
     if pid is None:
         return None
     deadline = time.monotonic() + EXEC_GRACE
-    while _alive(pid) and not _cmdline(pid) and time.monotonic() < deadline:
+    while alive(pid) and not (cmdline(pid) or []) and time.monotonic() < deadline:
         time.sleep(_POLL)  # spawned a moment ago: not yet past exec
     return pid if _is_server(pid) else None
 
@@ -176,7 +141,7 @@ def wait_until_ready(base: str, timeout: float, *, pid: int | None = None) -> No
         problem = _ping(base)
         if problem is None:
             return
-        if pid is not None and not _alive(pid):
+        if pid is not None and not alive(pid):
             raise StackError(f"ClickHouse at {base} exited before it answered")
         if time.monotonic() >= deadline:
             raise StackError(
@@ -188,12 +153,12 @@ def wait_until_ready(base: str, timeout: float, *, pid: int | None = None) -> No
 def status(state_dir: Path, host: str, port: int) -> ServiceStatus:
     """What runs where; never starts or stops anything."""
     where, address = paths(state_dir), url(host, port)
-    pid = _read_pid(where.pid_file)
+    pid = read_pid(where.pid_file)
     if pid is None:
         return ServiceStatus("clickhouse", address, False, None, "not started")
     if not _is_server(pid):
         return ServiceStatus("clickhouse", address, False, None, f"not running (stale pid {pid})")
-    args = _cmdline(pid)
+    args = cmdline(pid) or []
     listening = url(args[args.index("--host") + 1], int(args[args.index("--port") + 1]))
     return ServiceStatus(
         "clickhouse", listening, True, pid, f"data {where.data_dir}, log {where.log}"
