@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from clickstream.dashboards.grafana import board as boards
 from clickstream.dashboards.grafana import macros
@@ -30,6 +29,7 @@ from clickstream.dashboards.model import Chart, Column, Report, TimeRange, iso
 from clickstream.errors import ConfigError
 from clickstream.sinks.clickhouse.client import connect, translate
 from clickstream.sinks.clickhouse.schema import Tables
+from clickstream.sinks.clickhouse.sink import client_options
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -207,25 +207,8 @@ def compute(
 
 
 def make_client(settings: ClickHouseSettings) -> Client:
-    """A client for the `[clickhouse]` settings' server."""
-    url = urlsplit(settings.url)
-    secure = url.scheme == "https"
-    options: dict[str, Any] = {
-        "connect_timeout": settings.timeout,
-        "send_receive_timeout": settings.timeout,
-    }
-    if secure:
-        options["verify"] = settings.verify_certs
-        if settings.ca_file is not None:
-            options["ca_cert"] = str(settings.ca_file)
-    return connect(
-        url.hostname or "127.0.0.1",
-        url.port or (8443 if secure else 8123),
-        username=settings.username or "default",
-        password=settings.password.get_secret_value() if settings.password else "",
-        secure=secure,
-        **options,
-    )
+    """A client for the `[clickhouse]` settings' server, made as the sink makes its own."""
+    return connect(**client_options(settings))
 
 
 def report_for(
