@@ -48,6 +48,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 KAFKA_PROBE_EVERY = 2.0
 #: How long a stopping consumer waits for its partitions to be revoked as it leaves.
 LEAVE_GRACE = 5.0
+#: A stopping consumer polls at least this long after unsubscribing: a rejoin under way (after
+#: a commit refused for an old generation, say) clears the member id for a moment, and the
+#: leave must not be taken for done before it is sent.
+LEAVE_AT_LEAST = 1.0
 
 #: Builds the Kafka consumer from the callbacks the group needs (`error_cb`, `on_commit`).
 ConsumerFactory = Callable[..., Consumer]
@@ -216,10 +220,14 @@ class GroupMember:
             self.consumer.unsubscribe()
             # Polled until the member id is gone: librdkafka drops it once it has left (a
             # rebalance under way may delay that); nothing polled here is handled.
-            deadline = self._clock() + LEAVE_GRACE
-            while self._still_a_member() and self._clock() < deadline:
+            started = self._clock()
+            while self._clock() - started < LEAVE_GRACE and (
+                self._still_a_member() or self._clock() - started < LEAVE_AT_LEAST
+            ):
                 self.consumer.poll(0.05)
             left = not self._still_a_member()
+            log.info("left the group" if left else "could not leave the group in time",
+                     group=self.group, instance=self.instance_id or "(dynamic member)")  # fmt: skip
             self.consumer.close()
         if self._claim is not None:
             self._claim.release(left=left)

@@ -197,6 +197,8 @@ class TestRebalance:
         with running(args, env, tmp_path) as first:
             wait_for(lambda: doc_count(opensearch_client, prefix) >= 3000, 90, "first indexing")
             with running(args, env, tmp_path) as second:
+                # The first stops once the second has its partitions: a rebalance, then another.
+                wait_for(lambda: bool(second.logged("partitions assigned")), 120, "the second in")
                 wait_for(lambda: doc_count(opensearch_client, prefix) >= 6000, 120, "both")
                 first.signal(signal.SIGTERM)
                 assert first.wait(timeout=60) == 0, first.stderr()[-2000:]
